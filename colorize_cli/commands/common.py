@@ -1,0 +1,9 @@
+"""What the commands share: error exits."""
+
+import typer
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error line on stderr and exit with `code` (2: usage, 1: failure)."""
+    typer.echo(f"colorize: error: {message}", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,73 @@
+"""`colorize train`."""
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from colorize_cli.commands.common import fail
+
+
+class Loss(str, Enum):
+    mse = "mse"
+    huber = "huber"
+    rebalanced = "rebalanced"
+
+
+def train(
+    arch: Annotated[Optional[int], typer.Option(help="Network 1 to 6 (default 6).", min=1, max=6)] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Folder of colour photos to train on (recursive). "
+                                                 "Default: $COLORIZE_DATA.", envvar="COLORIZE_DATA")] = None,
+    val: Annotated[Optional[Path], typer.Option(help="Folder of colour photos to validate on. "
+                                                "Default: $COLORIZE_VAL, else a tenth of --data.",
+                                                envvar="COLORIZE_VAL")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder for checkpoints, losses.json and loss.png.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Total epochs (one random crop per photo each).", min=0)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (peak of the cosine schedule).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Crops per step.", min=1)] = None,
+    crop: Annotated[Optional[int], typer.Option(help="Side of the random training crops.", min=16)] = None,
+    loss: Annotated[Optional[Loss], typer.Option(help="mse (the design's), huber, or rebalanced "
+                                                 "(MSE weighted by the rarity of the true a,b).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Torch threads for training (0: torch's default).",
+                                                   min=0)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Folder for the decoded-LAB cache "
+                                                  "(default $COLORIZE_CACHE or ~/.cache/colorize).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from a last.pt checkpoint.")] = None,
+    export: Annotated[Optional[Path], typer.Option(help="After training, write best.pt's weights here "
+                                                   "(fp16, state dict + metadata) and record it in "
+                                                   "manifest.json beside it.")] = None,
+):
+    """Train one of the six networks on a folder of colour photos."""
+    from colorize_cli import train as training
+
+    given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
+                 out=str(out) if out else None, epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
+                 loss=loss.value if loss else None, seed=seed, workers=workers, device=device, amp=amp,
+                 cache=str(cache) if cache else None)
+    try:
+        if resume:
+            opts = training.options_from_checkpoint(resume, given)
+        else:
+            opts = training.TrainOptions(**{k: v for k, v in given.items() if v is not None})
+            if opts.out == training.TrainOptions.out:
+                opts.out = f"runs/arch{opts.arch}"
+        if opts.data is None:
+            fail("--data is required (or set COLORIZE_DATA): a folder of colour photos", 2)
+        if opts.workers:
+            import torch
+
+            torch.set_num_threads(opts.workers)
+        training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
+        if export:
+            entry = training.export_weights(Path(opts.out) / "best.pt", export)
+            typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
+    except training.CheckpointError as exc:
+        fail(str(exc), 2)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc), 2)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)

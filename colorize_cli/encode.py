@@ -1,0 +1,69 @@
+"""RGB -> files: encode a colourised image atomically, keeping alpha, bit depth and metadata where possible."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from colorize_cli.files import atomic_path
+
+# output suffix -> (Pillow format, keeps alpha, keeps 16 bits)
+FORMATS = {
+    ".jpg": ("JPEG", False, False),
+    ".jpeg": ("JPEG", False, False),
+    ".png": ("PNG", True, True),
+    ".tif": ("TIFF", True, True),
+    ".tiff": ("TIFF", True, True),
+    ".bmp": ("BMP", False, False),
+    ".webp": ("WEBP", True, False),
+}
+FORMAT_CHOICES = ("keep", "jpg", "png")
+
+
+def output_suffix(source: Path, fmt: str = "keep") -> str:
+    """The output file's suffix: the input's own where we can write it, else .png."""
+    if fmt != "keep":
+        return f".{fmt}"
+    suffix = source.suffix.lower()
+    return source.suffix if suffix in FORMATS else ".png"
+
+
+def quantize(values: np.ndarray, bits: int) -> np.ndarray:
+    top = 65535 if bits == 16 else 255
+    return np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def encode(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, bit_depth: int = 8,
+           exif: bytes | None = None, icc: bytes | None = None, quality: int = 95) -> None:
+    """Write float RGB in [0, 1] (HxWx3) to `path`, format chosen by its suffix, via a temp file and rename."""
+    path = Path(path)
+    fmt, keeps_alpha, keeps_16 = FORMATS[path.suffix.lower()]
+    bits = 16 if bit_depth == 16 and keeps_16 else 8
+    pixels = rgb if alpha is None or not keeps_alpha else np.concatenate([rgb, alpha[..., None]], axis=2)
+    array = quantize(pixels, bits)
+    options = {}
+    if exif:
+        options["exif"] = exif
+    if icc:
+        options["icc_profile"] = icc
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    with atomic_path(path) as tmp:
+        if bits == 16:
+            write_16bit(tmp, array, fmt, options)
+        else:
+            Image.fromarray(array).save(tmp, format=fmt, **options)
+
+
+def write_16bit(path: Path, array: np.ndarray, fmt: str, options: dict) -> None:
+    """16-bit colour, which Pillow cannot hold: TIFF through tifffile, PNG through our own small writer."""
+    if fmt == "TIFF":
+        import tifffile
+
+        extratags = [(34675, "B", len(options["icc_profile"]), options["icc_profile"], False)] \
+            if options.get("icc_profile") else []
+        tifffile.imwrite(path, array, photometric="rgb", extratags=extratags)
+    else:
+        from colorize_cli.png16 import write_png16
+
+        write_png16(path, array, icc=options.get("icc_profile"))

@@ -1,0 +1,109 @@
+"""The one colourisation path: full-resolution L -> network at 400x400 (resize or tiles) -> a, b at full size."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from colorize_cli.colour import scale_l, unscale_ab
+
+NETWORK_SIDE = 400
+MODES = ("resize", "tile")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto -> cuda, then mps, then cpu; otherwise the named device, checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple MPS is not available")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: choose auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of NxCxHxW, antialiased when shrinking."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of side `tile` covering `length`, neighbours sharing `overlap` pixels."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def blend_window(tile: int, overlap: int) -> torch.Tensor:
+    """Tile weight: 1 inside, a linear ramp over the `overlap` band at each edge, never 0."""
+    d = torch.arange(tile, dtype=torch.float32)
+    ramp = torch.clamp((torch.minimum(d, tile - 1 - d) + 1) / (overlap + 1), max=1.0)
+    return ramp[:, None] * ramp[None, :]
+
+
+class Colorizer:
+    """Owns a network, its device, and how an image is fitted to the network's 400x400 input."""
+
+    def __init__(self, net: nn.Module, device: torch.device | str = "cpu", mode: str = "resize",
+                 batch_size: int = 4, overlap: int = 64):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.mode = mode
+        self.batch_size = max(1, batch_size)
+        self.overlap = overlap
+
+    @torch.inference_mode()
+    def run_network(self, l_fitted: torch.Tensor) -> torch.Tensor:
+        """Nx1xHxW L (0..100) -> Nx2xHxW a, b, in chunks of batch_size."""
+        out = []
+        for chunk in l_fitted.split(self.batch_size):
+            out.append(unscale_ab(self.net(scale_l(chunk.to(self.device)))).float().cpu())
+        return torch.cat(out)
+
+    def predict_ab(self, ls: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Full-resolution L planes (HxW, 0..100) -> a, b at the same sizes (HxWx2, float32)."""
+        if self.mode == "resize":
+            return self._predict_resized(ls)
+        return [self._predict_tiled(l) for l in ls]
+
+    def _predict_resized(self, ls):
+        side = (NETWORK_SIDE, NETWORK_SIDE)
+        fitted = torch.cat([resize_plane(torch.from_numpy(np.ascontiguousarray(l))[None, None], side) for l in ls])
+        ab_small = self.run_network(fitted)
+        return [resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy() for ab, l in zip(ab_small, ls)]
+
+    def _predict_tiled(self, l: np.ndarray) -> np.ndarray:
+        h, w = l.shape
+        side = NETWORK_SIDE
+        plane = torch.from_numpy(np.ascontiguousarray(l))[None, None]
+        pad_h, pad_w = max(0, side - h), max(0, side - w)
+        if pad_h or pad_w:  # small sides: replicate up to one full tile
+            plane = F.pad(plane, (0, pad_w, 0, pad_h), mode="replicate")
+        ph, pw = plane.shape[-2:]
+        window = blend_window(side, self.overlap)
+        ab_sum = torch.zeros(2, ph, pw)
+        weight = torch.zeros(ph, pw)
+        boxes = [(y, x) for y in tile_starts(ph, side, self.overlap) for x in tile_starts(pw, side, self.overlap)]
+        for i in range(0, len(boxes), self.batch_size):
+            group = boxes[i : i + self.batch_size]
+            tiles = torch.cat([plane[..., y : y + side, x : x + side] for y, x in group])
+            for (y, x), ab in zip(group, self.run_network(tiles)):
+                ab_sum[:, y : y + side, x : x + side] += ab * window
+                weight[y : y + side, x : x + side] += window
+        ab_full = (ab_sum / weight)[:, :h, :w]
+        return ab_full.permute(1, 2, 0).contiguous().numpy()

@@ -1,0 +1,75 @@
+"""The batch report: one row per input, written as report.csv and report.json, and a summary."""
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from colorize_cli.files import write_text_atomic
+
+
+@dataclass
+class ReportRow:
+    input: str
+    output: str | None = None
+    status: str = "ok"  # ok, skipped or failed
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    seconds: float | None = None
+    ground_truth: bool = False  # False: the input was grey, so there is nothing to compare with
+    mse: float | None = None
+    psnr: float | None = None
+    error: str | None = None
+    notes: str | None = None
+
+
+def rgb_mse(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """The design's error: MSE between true and predicted RGB, both on a 0..1 scale."""
+    return float(np.mean((np.asarray(predicted, np.float32) - np.asarray(truth, np.float32)) ** 2))
+
+
+def psnr_of_mse(mse: float) -> float:
+    """PSNR in dB for values on a 0..1 scale, capped at 100 dB for a perfect match."""
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+class ColourReport:
+    """Collects rows; writes report.csv and report.json atomically; summarises the run."""
+
+    def __init__(self):
+        self.rows: list[ReportRow] = []
+
+    def add(self, row: ReportRow) -> None:
+        self.rows.append(row)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.rows)
+
+    def summary(self, seconds: float) -> dict:
+        mses = [r.mse for r in self.rows if r.mse is not None]
+        return {
+            "images": len(self.rows),
+            "ok": self.count("ok"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "with_ground_truth": len(mses),
+            "mean_mse": float(np.mean(mses)) if mses else None,
+            "mean_psnr": float(np.mean([psnr_of_mse(m) for m in mses])) if mses else None,
+            "seconds": round(seconds, 3),
+        }
+
+    def write(self, folder: Path, seconds: float) -> None:
+        folder = Path(folder)
+        rows = [asdict(r) for r in self.rows]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(ReportRow)], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(folder / "report.csv", buffer.getvalue())
+        body = {"summary": self.summary(seconds), "rows": rows}
+        write_text_atomic(folder / "report.json", json.dumps(body, indent=1, allow_nan=False, default=str) + "\n")
