@@ -4,8 +4,11 @@ The scaling lives here only: L (0..100) -> L / 50 - 1 and a, b (about -110..110)
 so both are about [-1, 1] at the network's input and output.
 """
 
+import warnings
+
 import numpy as np
 from skimage import color
+from skimage.color import colorconv
 
 L_HALF = 50.0
 AB_SCALE = 110.0
@@ -19,7 +22,9 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     """Float LAB, HxWx3 -> float32 RGB clipped to [0, 1]."""
-    rgb = color.lab2rgb(np.asarray(lab, dtype=np.float32))
+    with warnings.catch_warnings():  # predicted colours may fall outside sRGB: clipping is intended
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = color.lab2rgb(np.asarray(lab, dtype=np.float32))
     return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -56,3 +61,87 @@ def scale_ab(ab):
 def unscale_ab(ab_scaled):
     """Network output -> a, b in LAB units."""
     return ab_scaled * AB_SCALE
+
+
+# Fast paths for full-resolution images: integer pixels in and out, float32 throughout, lookup tables
+# for the sRGB transfer curve (the costly part of skimage's float64 conversion). They match
+# skimage's rgb2lab / lab2rgb to well within one 8-bit step (tests/test_colour.py).
+_XYZ_FROM_RGB = colorconv.xyz_from_rgb.astype(np.float32)
+_RGB_FROM_XYZ = colorconv.rgb_from_xyz.astype(np.float32)
+_WHITE = np.asarray(colorconv.xyz_tristimulus_values(illuminant="D65", observer="2"), np.float32)
+_ENCODE_STEPS = 1 << 16  # linear light is quantised this finely before the transfer-curve lookup
+
+
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """sRGB transfer curve, inverse: encoded [0, 1] -> linear light."""
+    v = np.asarray(v, np.float64)
+    return np.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    v = np.clip(np.asarray(v, np.float64), 0, None)
+    return np.where(v > 0.0031308, 1.055 * v ** (1 / 2.4) - 0.055, 12.92 * v)
+
+
+def lab_f(t: np.ndarray) -> np.ndarray:
+    """The CIE f() of XYZ -> LAB, as skimage computes it."""
+    return np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16.0 / 116.0)
+
+
+def _tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-code linear light, L of a grey pixel, and linear -> encoded code, for `bits`-bit images."""
+    top = (1 << bits) - 1
+    linear = srgb_to_linear(np.arange(top + 1) / top)
+    grey_l = 116.0 * lab_f(linear) - 16.0
+    encode = np.round(linear_to_srgb(np.arange(_ENCODE_STEPS) / (_ENCODE_STEPS - 1)) * top)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return linear.astype(np.float32), grey_l.astype(np.float32), encode.astype(dtype)
+
+
+TABLES = {bits: _tables(bits) for bits in (8, 16)}
+
+
+def bits_of(pixels: np.ndarray) -> int:
+    return 8 if pixels.dtype == np.uint8 else 16
+
+
+def l_of_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 grey (HxW) or RGB (HxWx3) pixels -> L (float32 HxW), as skimage's rgb2lab gives it."""
+    linear, grey_l, _ = TABLES[bits_of(pixels)]
+    if pixels.ndim == 2:
+        return grey_l[pixels]
+    y = linear[pixels] @ _XYZ_FROM_RGB[1]
+    return np.where(y > 0.008856, 116.0 * np.cbrt(y) - 16.0, 903.3 * y).astype(np.float32)
+
+
+def _f_inverse(f: np.ndarray) -> np.ndarray:
+    """Inverse of lab_f, in float32."""
+    out = (f - np.float32(16.0 / 116.0)) * np.float32(1 / 7.787)
+    big = f > 0.2068966
+    out[big] = f[big] ** 3
+    return out
+
+
+def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 128) -> np.ndarray:
+    """L (HxW) and a, b (HxWx2) -> uint8 or uint16 RGB (HxWx3), clipped to sRGB as skimage's lab2rgb does.
+
+    Works in bands of `rows` rows, so the float temporaries stay small for any image size.
+    """
+    h, w = l.shape
+    out = np.empty((h, w, 3), np.uint8 if bits == 8 else np.uint16)
+    encode = TABLES[bits][2]
+    to_codes = _RGB_FROM_XYZ * np.float32(_ENCODE_STEPS - 1)
+    for y0 in range(0, h, rows):
+        band = slice(y0, y0 + rows)
+        fy = (l[band] + np.float32(16.0)) * np.float32(1 / 116.0)
+        x = _f_inverse(fy + ab[band, :, 0] * np.float32(1 / 500.0)) * _WHITE[0]
+        y = _f_inverse(fy) * _WHITE[1]
+        z = _f_inverse(np.maximum(fy - ab[band, :, 1] * np.float32(1 / 200.0), 0)) * _WHITE[2]
+        for c in range(3):
+            v = to_codes[c, 0] * x
+            v += to_codes[c, 1] * y
+            v += to_codes[c, 2] * z
+            v += 0.5
+            np.clip(v, 0, _ENCODE_STEPS - 1, out=v)
+            out[band, :, c] = encode[v.astype(np.int32)]
+    return out

@@ -4,7 +4,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,11 +177,15 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
     return opts.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def save_checkpoint(path: Path, net, optimizer, epoch: int, history: History, best: float, opts, prior) -> None:
+def save_checkpoint(path: Path, net, optimizer, at: dict, history: History, best: float, opts, prior) -> None:
+    """A plain dict with everything needed to rebuild and resume: `at` is the epoch and step reached."""
     blob = {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
+        "epoch": at["epoch"],
+        "step": at["step"],
+        "partial_loss": at["total"],
+        "partial_seen": at["seen"],
         "history": asdict(history),
         "best_val_loss": best,
         "arch": opts.arch,
@@ -215,13 +218,14 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
     device = pick_device(opts.device)
     net = build_network(opts.arch).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=opts.lr)
-    history, start_epoch, best = History(), 0, math.inf
+    history, start_epoch, start_step, partial, best = History(), 0, 0, (0.0, 0), math.inf
     state = read_checkpoint(resume) if resume else None
     if state:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = History(**state["history"])
-        start_epoch, best = state["epoch"], state["best_val_loss"]
+        start_epoch, start_step, best = state["epoch"], state.get("step", 0), state["best_val_loss"]
+        partial = (state.get("partial_loss", 0.0), state.get("partial_seen", 0))
     if opts.data is None:
         raise ValueError("--data is required: a folder of colour photos")
     out = Path(opts.out)
@@ -240,18 +244,18 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
     log(f"network {opts.arch}: {len(photos)} training photos, {len(val_photos)} validation, device {device}, "
         f"epochs {start_epoch}->{opts.epochs}, {steps_per_epoch} steps each")
 
-    epoch = start_epoch
-    interrupted = False
+    step_state = {"epoch": start_epoch, "step": start_step, "total": partial[0], "seen": partial[1]}
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         net.train()
         for epoch in range(start_epoch, opts.epochs):
             t0 = time.perf_counter()
-            rng = np.random.default_rng([opts.seed, epoch])
-            order = rng.permutation(len(photos))
-            total, seen = 0.0, 0
-            for s in range(steps_per_epoch):
+            order = np.random.default_rng([opts.seed, epoch]).permutation(len(photos))
+            first = step_state["step"] if epoch == start_epoch else 0
+            total, seen = (step_state["total"], step_state["seen"]) if first else (0.0, 0)
+            for s in range(first, steps_per_epoch):
                 idx = order[s * opts.batch_size : (s + 1) * opts.batch_size]
+                rng = np.random.default_rng([opts.seed, epoch, s])  # per step, so a resume mid-epoch is exact
                 lab = torch.from_numpy(random_crops([photos[i] for i in idx], opts.crop, rng)).to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(opts, epoch * steps_per_epoch + s, steps_per_epoch)
@@ -263,6 +267,7 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
                 scaler.update()
                 total += loss.item() * len(idx)
                 seen += len(idx)
+                step_state.update(epoch=epoch, step=s + 1, total=total, seen=seen)
                 if progress:
                     progress(epoch, s + 1, steps_per_epoch)
             val_loss, val_psnr = validate(net, val_lab, val_rgb, criterion, device)
@@ -272,21 +277,21 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
             history.seconds.append(time.perf_counter() - t0)
             improved = val_loss < best
             best = min(best, val_loss)
-            save_checkpoint(out / "last.pt", net, optimizer, epoch + 1, history, best, opts, prior)
+            step_state.update(epoch=epoch + 1, step=0, total=0.0, seen=0)
+            save_checkpoint(out / "last.pt", net, optimizer, step_state, history, best, opts, prior)
             if improved:
-                save_checkpoint(out / "best.pt", net, optimizer, epoch + 1, history, best, opts, prior)
+                save_checkpoint(out / "best.pt", net, optimizer, step_state, history, best, opts, prior)
             write_text_atomic(out / "losses.json", json.dumps(asdict(history), indent=1))
             plot_losses(history, out / "loss.png", title=f"network {opts.arch}")
             log(f"epoch {epoch + 1}/{opts.epochs}  train {history.train_loss[-1]:.5f}  val {val_loss:.5f}  "
                 f"val PSNR {val_psnr:.2f} dB  {history.seconds[-1]:.1f}s{'  *best' if improved else ''}")
     except KeyboardInterrupt:
-        interrupted = True
-        save_checkpoint(out / "last.pt", net, optimizer, len(history.train_loss), history, best, opts, prior)
-        log(f"interrupted: saved {out / 'last.pt'} after {len(history.train_loss)} epochs; resume with --resume")
+        save_checkpoint(out / "last.pt", net, optimizer, step_state, history, best, opts, prior)
+        log(f"interrupted: saved {out / 'last.pt'} at epoch {step_state['epoch'] + 1}, step {step_state['step']}; "
+            f"continue with --resume {out / 'last.pt'}")
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if interrupted:
-        raise KeyboardInterrupt
     return history
 
 

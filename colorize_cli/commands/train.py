@@ -29,6 +29,10 @@ def train(
     crop: Annotated[Optional[int], typer.Option(help="Side of the random training crops.", min=16)] = None,
     loss: Annotated[Optional[Loss], typer.Option(help="mse (the design's), huber, or rebalanced "
                                                  "(MSE weighted by the rarity of the true a,b).")] = None,
+    rebalance_lambda: Annotated[Optional[float], typer.Option(help="For --loss rebalanced: mix of the a,b "
+                                                              "prior with a uniform one; 1 = plain MSE, "
+                                                              "0.5 = Zhang et al. (default 0.5).",
+                                                              min=0.0, max=1.0)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Torch threads for training (0: torch's default).",
                                                    min=0)] = None,
@@ -46,7 +50,7 @@ def train(
 
     given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
                  out=str(out) if out else None, epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
-                 loss=loss.value if loss else None, seed=seed, workers=workers, device=device, amp=amp,
+                 loss=loss.value if loss else None, rebalance_lambda=rebalance_lambda, seed=seed, workers=workers, device=device, amp=amp,
                  cache=str(cache) if cache else None)
     try:
         if resume:

@@ -1,0 +1,281 @@
+"""`colorize eval` as a library: colour photos -> their L -> each network -> metrics beside the grey baseline.
+
+The colourisation is batch's: `Colorizer.predict_ab` on the full-resolution L, then `join_l_ab` with that L.
+The grey baseline joins the same L with a = b = 0, so every number stands next to what doing nothing scores.
+"""
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from skimage.transform import resize
+
+from colorize_cli import metrics
+from colorize_cli.colour import GREY_CHROMA, join_l_ab, mean_chroma, rgb_to_lab
+from colorize_cli.decode import DecodeError, decode
+from colorize_cli.files import walk_images, write_text_atomic
+from colorize_cli.plots import plot_comparison_grid
+from colorize_cli.predictor import Colorizer
+from colorize_cli.registry import ARCHS, DEFAULT_ARCH, load_network
+
+METRICS = ("mse", "psnr", "ssim", "ciede2000", "colourfulness")
+SAMPLE_DATA = "scikit-image sample photos"
+SKIP_REASONS = ("grey", "unreadable", "too_small")  # the keys of the `skipped` counts
+MIN_SIDE = 3  # SSIM needs a 3x3 window at least
+THUMBNAIL_SIDE = 256  # grid tiles are kept at this size, not at full resolution
+
+
+class EvalDataError(Exception):
+    """The folder of photos to evaluate on is missing or holds no image files."""
+
+
+@dataclass
+class Photo:
+    """A colour photo: its RGB is the ground truth, its L what the networks see."""
+
+    name: str
+    rgb: np.ndarray
+    l: np.ndarray
+
+
+@dataclass
+class EvalRow:
+    """One network on one photo, with the grey baseline's scores on the same photo."""
+
+    network: int
+    image: str
+    width: int
+    height: int
+    mse: float
+    psnr: float
+    ssim: float
+    ciede2000: float
+    colourfulness: float
+    truth_colourfulness: float
+    baseline_mse: float
+    baseline_psnr: float
+    baseline_ssim: float
+    baseline_ciede2000: float
+    baseline_colourfulness: float
+
+
+@dataclass
+class GridColumn:
+    """One photo of the comparison grid, as thumbnails: grey input, actual, and each network's prediction."""
+
+    name: str
+    grey: np.ndarray
+    actual: np.ndarray
+    predicted: dict[int, np.ndarray] = field(default_factory=dict)
+    mse: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """Every row (sorted by network), the grid's columns, and how many photos were skipped, by reason."""
+
+    rows: list[EvalRow]
+    grid: list[GridColumn]
+    skipped: Counter
+
+    def images(self) -> int:
+        return len({r.image for r in self.rows})
+
+    def summaries(self) -> list[dict]:
+        return [summarise([r for r in self.rows if r.network == n]) for n in sorted({r.network for r in self.rows})]
+
+
+def colour_photo(name: str, rgb: np.ndarray) -> Photo | None:
+    """RGB in [0, 1] -> a Photo, or None when the image is grey (nothing to compare colours with)."""
+    rgb = np.asarray(rgb, np.float32)
+    lab = rgb_to_lab(rgb)
+    if mean_chroma(lab) < GREY_CHROMA:
+        return None
+    return Photo(name, rgb, np.ascontiguousarray(lab[..., 0]))
+
+
+def sample_photos() -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """The colour photos scikit-image ships (none needs a download), as (name, loader of uint8 RGB)."""
+    from skimage import data
+
+    return [
+        ("astronaut", data.astronaut),
+        ("chelsea", data.chelsea),
+        ("coffee", data.coffee),
+        ("rocket", data.rocket),
+        ("motorcycle", lambda: data.stereo_motorcycle()[0]),
+        ("retina", data.retina),
+        ("hubble_deep_field", data.hubble_deep_field),
+        ("immunohistochemistry", data.immunohistochemistry),
+    ]
+
+
+def load_samples(skipped: Counter, warn: Callable[[str], None] = lambda m: None) -> Iterator[Photo]:
+    """The bundled sample photos; one that fails to load is warned about and counted as unreadable."""
+    for name, load in sample_photos():
+        try:
+            photo = colour_photo(name, load()[..., :3].astype(np.float32) / 255.0)
+        except Exception as exc:  # a scikit-image without this file: evaluate the others
+            skipped["unreadable"] += 1
+            warn(f"sample photo {name}: {exc}; skipped")
+            continue
+        if photo is None:
+            skipped["grey"] += 1
+            warn(f"sample photo {name}: grey image; skipped")
+        else:
+            yield photo
+
+
+def load_folder(folder: Path, skipped: Counter, warn: Callable[[str], None] = lambda m: None,
+                exclude: Path | None = None) -> Iterator[Photo]:
+    """The colour photos under `folder`, decoded one at a time; grey, tiny and undecodable ones are
+    warned about and counted in `skipped`. Raises EvalDataError at once for a missing or empty folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvalDataError(f"{folder}: {'not a folder' if folder.exists() else 'folder not found'}")
+    paths = walk_images(folder, exclude=exclude, on_warning=warn)
+    if not paths:
+        raise EvalDataError(f"{folder}: no image files in the folder")
+    return _decode_photos(folder, paths, skipped, warn)
+
+
+def _decode_photos(folder: Path, paths: list[Path], skipped: Counter, warn) -> Iterator[Photo]:
+    for path in paths:
+        name = path.relative_to(folder).as_posix()
+        try:
+            image = decode(path)
+        except DecodeError as exc:
+            skipped["unreadable"] += 1
+            warn(f"{path}: {exc}; skipped")
+            continue
+        photo = colour_photo(name, image.rgb) if image.rgb is not None else None
+        if photo is None:
+            skipped["grey"] += 1
+            warn(f"{path}: grey image, no colours to compare with; skipped")
+        elif min(photo.l.shape) < MIN_SIDE:
+            skipped["too_small"] += 1
+            warn(f"{path}: smaller than {MIN_SIDE} px a side; skipped")
+        else:
+            yield photo
+
+
+def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, weights_dir: Path | None = None,
+                    device="cpu", mode: str = "resize", batch_size: int = 4) -> dict[int, Colorizer]:
+    """Network number -> Colorizer: from `weights`, from archN.pt in `weights_dir`, or the shipped weights.
+    Raises WeightsError naming a missing or bad file."""
+    colorizers = {}
+    for arch in archs:
+        path = weights
+        if weights_dir is not None:
+            arch = DEFAULT_ARCH if arch is None else arch
+            path = Path(weights_dir) / ARCHS[arch].weights_file
+        net, number = load_network(arch, path, device)
+        colorizers[number] = Colorizer(net, device, mode, batch_size)
+    return colorizers
+
+
+def grey_baseline(photo: Photo) -> np.ndarray:
+    """What doing nothing gives: the photo's L with a = b = 0."""
+    return join_l_ab(photo.l, np.zeros((*photo.l.shape, 2), np.float32))
+
+
+def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """Shrink so the longer side is at most `side`, for the grid."""
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return rgb
+    return resize(rgb, (max(1, round(h * scale)), max(1, round(w * scale))), anti_aliasing=True).astype(np.float32)
+
+
+def evaluate(colorizers: dict[int, Colorizer], photos: Iterable[Photo], skipped: Counter | None = None,
+             grid_images: int = 8, on_image: Callable[[str], None] = lambda name: None) -> Evaluation:
+    """Every network on every photo, `batch_size` photos per network call; each photo is decoded once."""
+    result = Evaluation([], [], skipped if skipped is not None else Counter())
+    chunk_size = max(c.batch_size for c in colorizers.values())
+    chunk: list[Photo] = []
+    for photo in photos:
+        chunk.append(photo)
+        if len(chunk) >= chunk_size:
+            _evaluate_chunk(colorizers, chunk, result, grid_images, on_image)
+            chunk = []
+    if chunk:
+        _evaluate_chunk(colorizers, chunk, result, grid_images, on_image)
+    result.rows.sort(key=lambda r: r.network)  # stable: photos stay in their order
+    return result
+
+
+def _evaluate_chunk(colorizers, photos: list[Photo], result: Evaluation, grid_images: int, on_image) -> None:
+    predictions = {n: c.predict_ab([p.l for p in photos]) for n, c in colorizers.items()}
+    for i, photo in enumerate(photos):
+        grey = grey_baseline(photo)
+        baseline = {f"baseline_{k}": v for k, v in metrics.compare(grey, photo.rgb).items()}
+        truth_colourfulness = metrics.colourfulness(photo.rgb)
+        height, width = photo.l.shape
+        column = GridColumn(photo.name, thumbnail(grey), thumbnail(photo.rgb)) \
+            if len(result.grid) < grid_images else None
+        for number, abs_ in predictions.items():
+            predicted = join_l_ab(photo.l, abs_[i])
+            scores = metrics.compare(predicted, photo.rgb)
+            result.rows.append(EvalRow(number, photo.name, width, height, **scores,
+                                       truth_colourfulness=truth_colourfulness, **baseline))
+            if column is not None:
+                column.predicted[number] = thumbnail(predicted)
+                column.mse[number] = scores["mse"]
+        if column is not None:
+            result.grid.append(column)
+        on_image(photo.name)
+
+
+def summarise(rows: list[EvalRow]) -> dict:
+    """One network's means over its rows, the grey baseline's means, and the difference of the two."""
+    mean = {m: float(np.mean([getattr(r, m) for r in rows])) for m in METRICS}
+    baseline = {m: float(np.mean([getattr(r, f"baseline_{m}") for r in rows])) for m in METRICS}
+    truth_colourfulness = float(np.mean([r.truth_colourfulness for r in rows]))
+    return {
+        "network": rows[0].network,
+        "images": len(rows),
+        "mean": mean,
+        "baseline": baseline,
+        "difference": {m: mean[m] - baseline[m] for m in METRICS},
+        "truth_colourfulness": truth_colourfulness,
+        "colourfulness_ratio": mean["colourfulness"] / truth_colourfulness if truth_colourfulness > 0 else None,
+    }
+
+
+def write_results(out: Path, result: Evaluation, summary: dict) -> list[Path]:
+    """eval.json (`summary` plus the rows), eval.csv (the rows) and grid.png in `out`; returns the paths."""
+    out = Path(out)
+    rows = [asdict(r) for r in result.rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(EvalRow)], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    written = [out / "eval.json", out / "eval.csv"]
+    write_text_atomic(written[0], json.dumps({**summary, "rows": rows}, indent=1, allow_nan=False) + "\n")
+    write_text_atomic(written[1], buffer.getvalue())
+    grid = out / "grid.png"
+    if result.grid:
+        draw_grid(result.grid, grid)
+        written.append(grid)
+    else:
+        grid.unlink(missing_ok=True)  # an earlier run's grid would not match these numbers
+    return written
+
+
+def draw_grid(columns: list[GridColumn], path: Path) -> None:
+    """The design's figure: input (grey) / actual / one predicted row per network, one column per photo."""
+    networks = list(columns[0].predicted)
+    plot_comparison_grid(
+        [c.name for c in columns],
+        [c.grey for c in columns],
+        [c.actual for c in columns],
+        {f"network {n}": [c.predicted[n] for c in columns] for n in networks},
+        {f"network {n}": [c.mse[n] for c in columns] for n in networks},
+        path,
+    )

@@ -1,0 +1,73 @@
+"""The predictor: resize and tile modes give a, b at the input's size; tiles blend without seams."""
+
+import numpy as np
+import pytest
+import torch
+
+from colorize_cli.predictor import Colorizer, blend_window, pick_device, tile_starts
+from colorize_cli.registry import load_network
+
+
+@pytest.fixture
+def colorizer_factory(weights_dir):
+    def make(mode, overlap=64, arch=3):
+        net, _ = load_network(arch, weights_dir / f"arch{arch}.pt")
+        return Colorizer(net, "cpu", mode, batch_size=4, overlap=overlap)
+    return make
+
+
+def smooth_l(h, w):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return (50 + 30 * np.sin(x / 90) * np.cos(y / 70)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["resize", "tile"])
+def test_ab_comes_back_at_each_input_size(colorizer_factory, mode):
+    ls = [smooth_l(37, 53), smooth_l(450, 420), smooth_l(1, 1)]
+    abs_ = colorizer_factory(mode).predict_ab(ls)
+    assert [ab.shape for ab in abs_] == [(37, 53, 2), (450, 420, 2), (1, 1, 2)]
+    assert all(ab.dtype == np.float32 and np.isfinite(ab).all() for ab in abs_)
+
+
+def test_tiles_cover_the_length_with_the_overlap():
+    assert tile_starts(400, 400, 64) == [0]
+    starts = tile_starts(1000, 400, 64)
+    assert starts[0] == 0 and starts[-1] == 600
+    assert all(b - a <= 400 - 64 for a, b in zip(starts, starts[1:]))
+
+
+def test_blend_window_is_positive_and_flat_inside():
+    w = blend_window(400, 64)
+    assert w.min() > 0 and w[200, 200] == 1.0 and w[0, 200] < w[32, 200] < w[200, 200]
+
+
+def edge_jump(ab, edges):
+    """Mean absolute step between neighbouring columns, at the given columns and everywhere."""
+    steps = np.abs(np.diff(ab, axis=1)).mean(axis=(0, 2))
+    return max(steps[e - 1] for e in edges), float(np.median(steps))
+
+
+def test_tile_mode_on_1000x700_shows_no_seam(colorizer_factory):
+    l = smooth_l(700, 1000)
+    edges = sorted({s for s in tile_starts(1000, 400, 64) if s} | {s + 400 for s in tile_starts(1000, 400, 64)} - {1000})
+    blended = colorizer_factory("tile", overlap=64).predict_ab([l])[0]
+    hard = colorizer_factory("tile", overlap=0).predict_ab([l])[0]
+    blended_edge, blended_typical = edge_jump(blended, edges)
+    hard_edge, _ = edge_jump(hard, edges)
+    assert blended_edge < 3 * blended_typical + 0.05
+    assert hard_edge > blended_edge  # the check can see a seam when there is one
+
+
+def test_tile_and_resize_agree_on_colour_overall(colorizer_factory):
+    l = smooth_l(700, 1000)
+    tiled = colorizer_factory("tile").predict_ab([l])[0]
+    resized = colorizer_factory("resize").predict_ab([l])[0]
+    assert abs(tiled.mean() - resized.mean()) < 5.0
+
+
+def test_pick_device_auto_and_cpu():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            pick_device("cuda")

@@ -1,0 +1,109 @@
+"""`colorize train`: a tiny run lowers the loss, checkpoints resume exactly, exports load in batch."""
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from colorize_cli.cli import app
+from colorize_cli.registry import load_network, read_weights
+from colorize_cli.train import CheckpointError, TrainOptions, read_checkpoint, train
+from tests.conftest import small_photo
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_photos(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket"]):
+        photo = small_photo(name, (64, 64))
+        iio.imwrite(folder / f"{name}.png", photo)
+        iio.imwrite(folder / f"{name}_flip.jpg", photo[:, ::-1], quality=95)
+    return folder
+
+
+def options(tmp_path, data, **kw):
+    base = dict(arch=1, data=str(data), out=str(tmp_path / "run"), epochs=3, lr=1e-2, batch_size=4, crop=32,
+                warmup_epochs=0, cache=str(tmp_path / "cache"))
+    return TrainOptions(**{**base, **kw})
+
+
+def test_tiny_run_lowers_the_loss_and_writes_checkpoints_and_plot(tmp_path, tiny_photos):
+    history = train(options(tmp_path, tiny_photos), log=lambda m: None)
+    assert len(history.train_loss) == 3
+    assert history.train_loss[-1] < history.train_loss[0]
+    run = tmp_path / "run"
+    for name in ("last.pt", "best.pt", "losses.json", "loss.png"):
+        assert (run / name).is_file()
+    assert iio.imread(run / "loss.png").ndim == 3
+    losses = json.loads((run / "losses.json").read_text())
+    assert losses["train_loss"] == pytest.approx(history.train_loss)
+    state = read_checkpoint(run / "last.pt")
+    assert state["epoch"] == 3 and state["arch"] == 1 and state["options"]["crop"] == 32
+    assert "optimizer" in state and state["version"]
+
+
+def test_resume_continues_to_the_requested_epoch_with_the_same_history(tmp_path, tiny_photos):
+    first = train(options(tmp_path, tiny_photos, epochs=2), log=lambda m: None)
+    resumed = train(options(tmp_path, tiny_photos, epochs=3), resume=tmp_path / "run" / "last.pt", log=lambda m: None)
+    assert resumed.train_loss[:2] == first.train_loss
+    assert len(resumed.train_loss) == 3
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
+
+
+def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, tiny_photos):
+    """Interrupted in the middle of epoch 2, then resumed == three epochs straight."""
+    straight = train(options(tmp_path / "a", tiny_photos), log=lambda m: None)
+
+    def interrupt(epoch, step, steps):
+        if (epoch, step) == (1, 1):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(options(tmp_path / "b", tiny_photos), log=lambda m: None, progress=interrupt)
+    saved = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 1)
+    train(options(tmp_path / "b", tiny_photos), resume=tmp_path / "b" / "run" / "last.pt", log=lambda m: None)
+    resumed = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    assert resumed["history"]["train_loss"] == pytest.approx(straight.train_loss, rel=1e-5)
+    assert resumed["history"]["val_loss"] == pytest.approx(straight.val_loss, rel=1e-5)
+
+
+def test_cli_train_export_then_batch_uses_the_weights(tmp_path, tiny_photos):
+    models = tmp_path / "models"
+    result = runner.invoke(app, ["train", "--arch", "3", "--data", str(tiny_photos), "--epochs", "1", "--crop", "32",
+                                 "--batch-size", "4", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c"),
+                                 "--export", str(models / "arch3.pt")])
+    assert result.exit_code == 0, result.output
+    state, meta = read_weights(models / "arch3.pt")
+    assert meta["arch"] == 3 and meta["storage"] == "float16"
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert len(manifest["arch3.pt"]["sha256"]) == 64
+    # fp16 storage gives the same outputs as the fp32 checkpoint, within 1e-3
+    exported, _ = load_network(None, models / "arch3.pt")
+    trained, _ = load_network(None, tmp_path / "run" / "best.pt")
+    x = torch.rand(1, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert (exported(x) - trained(x)).abs().max() < 1e-3
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(tiny_photos), str(out), "--weights", str(models / "arch3.pt")])
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_checkpoint_gives_a_clear_error(tmp_path, tiny_photos, damage):
+    train(options(tmp_path, tiny_photos, epochs=1), log=lambda m: None)
+    last = tmp_path / "run" / "last.pt"
+    blob = last.read_bytes()
+    last.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(last)
+    result = runner.invoke(app, ["train", "--resume", str(last)])
+    assert result.exit_code == 2
+    assert "last.pt" in result.output and "Traceback" not in result.output
