@@ -1,5 +1,6 @@
 """`colorize batch` as a library: plan input -> output paths, colourise each file, report every one."""
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ import numpy as np
 from colorize_cli.colour import GREY_CHROMA, grey_to_l, join_l_ab, mean_chroma, rgb_to_lab
 from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode
 from colorize_cli.encode import encode, output_suffix
-from colorize_cli.files import is_image_name, walk_images
+from colorize_cli.files import walk_images
 from colorize_cli.predictor import Colorizer
 from colorize_cli.report import ColourReport, ReportRow, psnr_of_mse, rgb_mse
 
@@ -55,7 +56,20 @@ def plan_jobs(inputs: Sequence[Path], output: Path, fmt: str = "keep",
                 continue
             taken.add(dest)
             jobs.append(Job(source, dest))
-    return jobs, problems
+    return keep_inputs_safe(jobs, problems)
+
+
+def keep_inputs_safe(jobs: list[Job], problems: list[ReportRow]) -> tuple[list[Job], list[ReportRow]]:
+    """Turn every job whose output path is one of the inputs into a failed row: inputs are never written."""
+    sources = {os.path.realpath(job.source) for job in jobs}
+    safe = []
+    for job in jobs:
+        if os.path.realpath(job.dest) in sources:
+            problems.append(ReportRow(str(job.source), str(job.dest), "failed",
+                                      error="output path is an input file; choose another OUTPUT"))
+        else:
+            safe.append(job)
+    return safe, problems
 
 
 def mirror_name(path: Path) -> Path:

@@ -1,15 +1,36 @@
 """Files -> pixels: decode an image read-only, upright, with its alpha and metadata kept aside."""
 
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from colorize_cli.png16 import png_bit_depth, read_png16
 
 DEFAULT_MAX_PIXELS = 200_000_000
+Image.MAX_IMAGE_PIXELS = None  # decode() applies its own max_pixels, from the header, before any pixel is read
+
+ORIENTATION = 0x0112  # the EXIF tag
+UPRIGHT = {  # EXIF orientation -> the turn that shows the pixels as viewers do
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a),
+}
+# Pillow modes -> a mode numpy and we understand (L, LA, I;16, I, F, RGB or RGBA)
+CONVERT = {"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB",
+           "LAB": "RGB", "HSV": "RGB", "I;16B": "I;16", "I;16L": "I;16", "I;16N": "I;16"}
+OTHER_COLOUR_SPACES = {"CMYK", "YCbCr", "LAB", "HSV"}  # their ICC profile does not describe the RGB we return
+FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+              (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
 
 
 class DecodeError(Exception):
@@ -36,6 +57,130 @@ class DecodedImage:
         return w, h
 
 
+def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode `path` (opened read-only); raise DecodeError with a short reason on bad input."""
+    with open_regular(Path(path)) as f, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with Image.open(f) as im:
+                check_pixels(im.size, max_pixels)
+                image = _from_pillow(im, f)
+            image.notes += [str(w.message).strip() for w in caught]  # e.g. corrupt EXIF: said with the path
+            return image
+        except DecodeError:
+            raise
+        except Image.UnidentifiedImageError:
+            raise DecodeError("not an image file (unrecognised format)") from None
+        except Exception as exc:  # decoders raise many types for damaged data
+            raise DecodeError(damage_reason(exc)) from None
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` read-only, refusing a missing, empty or non-regular file before opening it."""
+    try:
+        check_regular(os.stat(path))
+        # O_NONBLOCK: should a FIFO replace the file after the check, opening it must not hang
+        f = open(path, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0)))
+    except FileNotFoundError:
+        raise DecodeError("broken symlink" if os.path.islink(path) else "file not found (vanished)") from None
+    except OSError as exc:
+        raise DecodeError((exc.strerror or str(exc)).lower()) from None
+    try:
+        check_regular(os.fstat(f.fileno()))
+    except DecodeError:
+        f.close()
+        raise
+    return f
+
+
+def check_regular(info: os.stat_result) -> None:
+    """Only a non-empty regular file can be an image; anything else gets its own reason."""
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in FILE_KINDS if test(info.st_mode)), "a special file")
+        raise DecodeError(f"not a regular file ({kind})")
+    if info.st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+
+
+def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse an image larger than `max_pixels` (0: no limit) from its header, before decoding it."""
+    w, h = size
+    if max_pixels and w * h > max_pixels:
+        raise DecodeError(f"{w}x{h} = {w * h} pixels, over the limit of {max_pixels} "
+                          f"(decompression bomb? see --max-pixels)")
+
+
+def damage_reason(exc: Exception) -> str:
+    """Why a decoder failed, in one line."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"read error ({exc.strerror})"
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return f"truncated or damaged image data ({text})"
+    return f"damaged or unsupported image ({text})"
+
+
+def _from_pillow(im: Image.Image, f: BinaryIO) -> DecodedImage:
+    """First frame, turned upright, 16 bits kept where Pillow would cut them to 8."""
+    fmt = im.format or ""
+    notes = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"{frames} frames (animated or multi-page): only the first is colourised")
+        im.seek(0)
+    icc = None if im.mode in OTHER_COLOUR_SPACES else im.info.get("icc_profile")
+    orientation = im.getexif().get(ORIENTATION, 1)
+    array = _read_deep(im, f, fmt)
+    if array is None:
+        array = np.asarray(_supported_mode(im))
+    array = UPRIGHT.get(orientation, lambda a: a)(array)
+    return _from_array(array, fmt, _upright_exif(im, orientation), icc, notes)
+
+
+def _supported_mode(im: Image.Image) -> Image.Image:
+    """Palette, bilevel, CMYK and other modes converted to one of L, LA, I;16, I, F, RGB, RGBA."""
+    if im.mode == "P":
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    return im.convert(CONVERT[im.mode]) if im.mode in CONVERT else im
+
+
+def _upright_exif(im: Image.Image, orientation: int) -> bytes | None:
+    """The EXIF block to carry to the output, without an orientation: the pixels are upright now."""
+    exif = im.info.get("exif")
+    if exif is None or orientation == 1:
+        return exif
+    tags = im.getexif()
+    del tags[ORIENTATION]
+    return tags.tobytes()
+
+
+def _read_deep(im: Image.Image, f: BinaryIO, fmt: str) -> np.ndarray | None:
+    """16-bit PNG (any colour type) or 16-bit colour TIFF, which Pillow would cut to 8 bits; else None."""
+    if fmt == "PNG" and png_bit_depth(f)[0] == 16:
+        return read_png16(f)
+    if fmt == "TIFF" and im.mode in ("RGB", "RGBA") and _tiff_bits(im) == 16:
+        return _read_tiff16(f)
+    return None
+
+
+def _read_tiff16(f: BinaryIO) -> np.ndarray | None:
+    """HxWxC pixels of the first page of an open TIFF, whatever its planar layout; None if not HxWxC."""
+    import tifffile
+
+    f.seek(0)
+    with tifffile.TiffFile(f) as tif:
+        page = tif.pages[0]
+        array = page.asarray()
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+            array = np.moveaxis(array, 0, -1)
+    return array if array.ndim == 3 else None
+
+
+def _tiff_bits(im: Image.Image) -> int:
+    bits = im.tag_v2.get(258, (8,))
+    return int(bits[0] if isinstance(bits, tuple) else bits)
+
+
 def _scale(array: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer or float pixels -> float32 in [0, 1] and the source bit depth."""
     if array.dtype == np.uint8:
@@ -49,110 +194,20 @@ def _scale(array: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(array.astype(np.float32), 0.0, 1.0), 16
 
 
-def _read_16bit_colour(im: Image.Image, path: Path, fmt: str) -> np.ndarray | None:
-    """16-bit colour PNG or TIFF, which Pillow would cut to 8 bits; None for anything else."""
-    if im.mode not in ("RGB", "RGBA"):
-        return None
-    if fmt == "PNG" and png_bit_depth(path)[0] == 16:
-        return read_png16(path)
-    if fmt == "TIFF" and _tiff_bits(im) == 16:
-        import tifffile
-
-        array = np.asarray(tifffile.imread(path))
-        return array if array.ndim == 3 else None
-    return None
-
-
-def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode `path` (opened read-only); raise DecodeError with a short reason on bad input."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DecodeError("file not found (vanished)") from None
-    except PermissionError:
-        raise DecodeError("permission denied") from None
-    if size == 0:
-        raise DecodeError("empty file (0 bytes)")
-    try:
-        with open(path, "rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(f) as im:
-                w, h = im.size
-                if max_pixels and w * h > max_pixels:
-                    raise DecodeError(f"{w}x{h} = {w * h} pixels exceeds --max-pixels {max_pixels}")
-                return _from_pillow(im, path)
-    except DecodeError:
-        raise
-    except PermissionError:
-        raise DecodeError("permission denied") from None
-    except FileNotFoundError:
-        raise DecodeError("file not found (vanished)") from None
-    except Image.UnidentifiedImageError:
-        raise DecodeError("not an image file (unrecognised format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError(f"decompression bomb ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if "truncated" in reason.lower() or isinstance(exc, EOFError):
-            reason = f"truncated or damaged image data ({reason})"
-        raise DecodeError(reason) from None
-
-
-def _from_pillow(im: Image.Image, path: Path) -> DecodedImage:
-    Image.MAX_IMAGE_PIXELS = None  # our own --max-pixels check has already run
-    notes = []
-    fmt = (im.format or path.suffix.lstrip(".")).upper()
-    exif = im.info.get("exif")
-    icc = im.info.get("icc_profile")
-    if getattr(im, "n_frames", 1) > 1:
-        notes.append(f"animated image with {im.n_frames} frames: only the first is colourised")
-        im.seek(0)
-    im.load()
-    deep = _read_16bit_colour(im, path, fmt)
-    if deep is not None:
-        return _from_array(deep, fmt, exif, icc, notes)
-    im = ImageOps.exif_transpose(im)
-    if "exif" in im.info:
-        exif = im.info["exif"]  # orientation reset to 1 by exif_transpose
-    mode = im.mode
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode == "PA":
-        im = im.convert("RGBA")
-    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        im = im.convert("RGB")
-        icc = None if mode == "CMYK" else icc  # a CMYK profile no longer describes RGB pixels
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode in ("I;16B", "I;16L", "I;16N"):
-        im = im.convert("I;16")
-    elif mode == "RGBX":
-        im = im.convert("RGB")
-    return _from_array(np.asarray(im), fmt, exif, icc, notes)
-
-
-def _tiff_bits(im: Image.Image) -> int:
-    bits = im.tag_v2.get(258, (8,)) if hasattr(im, "tag_v2") else (8,)
-    return int(bits[0] if isinstance(bits, tuple) else bits)
-
-
 def _from_array(array: np.ndarray, fmt: str, exif, icc, notes) -> DecodedImage:
+    """HxW, HxWx1 to HxWx4 integer or float pixels -> DecodedImage, the last channel of 2 or 4 as alpha."""
+    array = np.ascontiguousarray(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    if array.ndim == 2:
-        pixels, channels = array, None
-        alpha = None
+    if array.ndim == 2 or array.ndim == 3 and array.shape[2] == 3:
+        pixels, alpha = array, None
     elif array.ndim == 3 and array.shape[2] in (2, 4):
         pixels, alpha = array[..., :-1], array[..., -1]
-        channels = pixels.shape[2]
-    elif array.ndim == 3 and array.shape[2] == 3:
-        pixels, alpha, channels = array, None, 3
     else:
         raise DecodeError(f"unsupported pixel layout {array.shape}")
     values, bits = _scale(pixels)
     alpha = _scale(alpha)[0] if alpha is not None else None
-    if channels == 1:
+    if values.ndim == 3 and values.shape[2] == 1:
         values = values[..., 0]
     if values.ndim == 2:
         return DecodedImage(None, values, alpha, bits, fmt, exif, icc, notes)

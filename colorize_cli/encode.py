@@ -29,8 +29,14 @@ def output_suffix(source: Path, fmt: str = "keep") -> str:
 
 
 def quantize(values: np.ndarray, bits: int) -> np.ndarray:
+    """Float values in [0, 1] -> uint8 or uint16."""
     top = 65535 if bits == 16 else 255
     return np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def describes_rgb(icc: bytes | None) -> bool:
+    """Whether an ICC profile is for RGB pixels (a grey or CMYK input's profile would misdescribe the output)."""
+    return bool(icc) and icc[16:20] == b"RGB "
 
 
 def encode(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, bit_depth: int = 8,
@@ -44,7 +50,7 @@ def encode(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, bit_dep
     options = {}
     if exif:
         options["exif"] = exif
-    if icc:
+    if describes_rgb(icc):
         options["icc_profile"] = icc
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
@@ -56,14 +62,14 @@ def encode(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, bit_dep
 
 
 def write_16bit(path: Path, array: np.ndarray, fmt: str, options: dict) -> None:
-    """16-bit colour, which Pillow cannot hold: TIFF through tifffile, PNG through our own small writer."""
+    """16-bit colour, which Pillow cannot hold: TIFF through tifffile (ICC kept, EXIF not), PNG through pypng."""
     if fmt == "TIFF":
         import tifffile
 
-        extratags = [(34675, "B", len(options["icc_profile"]), options["icc_profile"], False)] \
-            if options.get("icc_profile") else []
+        icc = options.get("icc_profile")
+        extratags = [(34675, "B", len(icc), icc, False)] if icc else []
         tifffile.imwrite(path, array, photometric="rgb", extratags=extratags)
     else:
         from colorize_cli.png16 import write_png16
 
-        write_png16(path, array, icc=options.get("icc_profile"))
+        write_png16(path, array, icc=options.get("icc_profile"), exif=options.get("exif"))

@@ -1,6 +1,7 @@
 """One run per output folder: an advisory lock the kernel releases when the process dies."""
 
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,12 +13,11 @@ class Locked(Exception):
 
 
 @contextmanager
-def folder_lock(folder: Path, wait: bool = False):
+def folder_lock(folder: Path, wait: bool = False, on_wait: Callable[[str], None] = lambda m: None):
     """Hold `folder`/.colorize.lock for the block; raise Locked at once unless `wait`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             import fcntl
@@ -25,13 +25,20 @@ def folder_lock(folder: Path, wait: bool = False):
             yield
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise Locked(f"{folder} is in use by another colorize run (pid {holder}); "
-                         f"use --wait to wait for it") from None
+            message = f"{folder} is in use by another colorize run (pid {_holder(fd)})"
+            if not wait:
+                raise Locked(f"{message}; use --wait to wait for it") from None
+            on_wait(f"{message}; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """The pid the running holder wrote into the lock file."""
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"

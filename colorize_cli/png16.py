@@ -1,42 +1,46 @@
 """16-bit colour PNG, which Pillow reads and writes only as 8 bits, through pypng."""
 
-from pathlib import Path
+import io
+import struct
+import zlib
+from typing import BinaryIO
 
 import numpy as np
 import png
 
-
-def png_bit_depth(path: Path) -> tuple[int, int]:
-    """(bit depth, colour type) from a PNG's IHDR, which always sits at the same offset."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    return head[24], head[25]
+EXIF_PREFIX = b"Exif\x00\x00"
 
 
-def read_png16(path: Path) -> np.ndarray:
-    """HxWxC uint16 pixels of a 16-bit PNG (C = 1 to 4)."""
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+def png_bit_depth(f: BinaryIO) -> tuple[int, int]:
+    """(bit depth, colour type) from the IHDR of an open PNG, which always sits at the same offset."""
+    f.seek(24)
+    head = f.read(2)
+    return head[0], head[1]
+
+
+def read_png16(f: BinaryIO) -> np.ndarray:
+    """HxWxC uint16 pixels of an open 16-bit PNG (C = 1 to 4)."""
+    f.seek(0)
+    width, height, rows, info = png.Reader(file=f).asDirect()
     planes = info["planes"]
     return np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
 
 
-def write_png16(path: Path, array: np.ndarray, icc: bytes | None = None) -> None:
-    """Write HxWx3 or HxWx4 uint16 pixels as a 16-bit PNG (with an iCCP chunk when given)."""
+def write_png16(path, array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Write HxWx3 or HxWx4 uint16 pixels as a 16-bit PNG, with iCCP and eXIf chunks when given."""
     h, w, c = array.shape
-    writer = png.Writer(w, h, greyscale=False, alpha=c == 4, bitdepth=16)
-    rows = array.reshape(h, w * c)
-    with open(path, "wb") as f:
-        writer.write(f, rows)
+    buffer = io.BytesIO()
+    png.Writer(w, h, greyscale=False, alpha=c == 4, bitdepth=16).write(buffer, array.reshape(h, w * c))
+    data = buffer.getvalue()
+    extra = b""
     if icc:
-        _insert_iccp(path, icc)
-
-
-def _insert_iccp(path: Path, icc: bytes) -> None:
-    import struct
-    import zlib
-
-    data = Path(path).read_bytes()
-    body = b"ICC profile\x00\x00" + zlib.compress(icc)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+        extra += _chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _chunk(b"eXIf", exif.removeprefix(EXIF_PREFIX))
     end_of_ihdr = 8 + 25
-    Path(path).write_bytes(data[:end_of_ihdr] + chunk + data[end_of_ihdr:])
+    with open(path, "wb") as f:
+        f.write(data[:end_of_ihdr] + extra + data[end_of_ihdr:])
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

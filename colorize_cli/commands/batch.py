@@ -1,6 +1,7 @@
 """`colorize batch`."""
 
 import json
+import os
 import sys
 import time
 from enum import Enum
@@ -33,15 +34,16 @@ class OutputFormat(str, Enum):
 
 
 def read_file_list(source: str, nul: bool) -> list[Path]:
-    """Paths from a file (or - for stdin), one per line or NUL-separated."""
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    parts = text.split("\0") if nul else text.splitlines()
-    return [Path(p) for p in parts if p.strip()]
+    """Paths from a file (or - for stdin), one per line or NUL-separated; names need not be UTF-8."""
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    parts = data.split(b"\0") if nul else data.splitlines()
+    return [Path(os.fsdecode(p)) for p in parts if p.strip()]
 
 
 def batch(
     paths: Annotated[list[Path], typer.Argument(help="INPUT... OUTPUT: image files or folders (walked "
-                                                "recursively), then the output folder.", show_default=False)],
+                                                "recursively), then the output folder.", show_default=False,
+                                                readable=False)],  # an unreadable INPUT fails alone, in the report
     mode: Annotated[Mode, typer.Option(help="resize: fit the whole image to 400x400; tile: 400x400 tiles "
                                        "with blended overlaps, for images much larger than 400 px.")] = Mode.resize,
     arch: Annotated[Optional[int], typer.Option(help="Network 1 to 6 (default 6, or the one --weights is for).",
@@ -54,7 +56,7 @@ def batch(
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that exist (default: skip them, so a "
                                             "rerun resumes).")] = False,
     files_from: Annotated[Optional[str], typer.Option(help="Read input paths from FILE (- for stdin), "
-                                                      "one per line.")] = None,
+                                                      "one per line, or NUL-separated with -0.")] = None,
     null: Annotated[bool, typer.Option("-0", "--null", help="--files-from paths are NUL-separated "
                                        "(find -print0).")] = False,
     max_pixels: Annotated[int, typer.Option(help="Reject images with more pixels than this "
@@ -68,11 +70,15 @@ def batch(
 ):
     """Colourise images: INPUT... OUTPUT. Writes the images at their original size, report.csv and report.json.
 
-    Exit codes: 0 all done, 1 some files failed, 2 usage error, 3 OUTPUT locked by another run.
+    Inputs are only read. Outputs go to a temporary file and are renamed: a killed run leaves none half-written.
+    A rerun skips finished outputs. OUTPUT/.colorize.lock keeps two runs off the same OUTPUT.
+
+    Exit codes: 0 all done, 1 some files failed, 2 usage error (options, OUTPUT, weights), 3 OUTPUT locked.
     """
     from rich.console import Console
 
     from colorize_cli.batch import plan_jobs, run_batch
+    from colorize_cli.files import remove_stale_temps
     from colorize_cli.lock import Locked, folder_lock
     from colorize_cli.predictor import Colorizer, pick_device
     from colorize_cli.registry import WeightsError, load_network
@@ -99,11 +105,10 @@ def batch(
         if not quiet:
             err.print(message, markup=False, soft_wrap=True)
 
-    jobs, problems = plan_jobs(inputs, output, output_format.value, warn=lambda m: say(f"warning: {m}"))
     colorizer = Colorizer(net, torch_device, mode.value, batch_size)
     report = ColourReport()
-    show_bar = not (quiet or json_lines) and sys.stdout.isatty() and err.is_terminal
-    started = time.perf_counter()
+    show_bar = not (quiet or json_lines) and sys.stderr.isatty()
+    bar = task = None
 
     def on_row(row):
         if row.status == "failed":
@@ -118,8 +123,16 @@ def batch(
             bar.advance(task)
 
     try:
-        with folder_lock(output, wait):
-            bar = task = None
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"OUTPUT {output}: {exc.strerror or exc}", EXIT_USAGE)
+    try:
+        with folder_lock(output, wait, on_wait=say):
+            started = time.perf_counter()
+            stale = remove_stale_temps(output)
+            if stale:
+                say(f"removed {len(stale)} temporary files left in {output} by an interrupted run")
+            jobs, problems = plan_jobs(inputs, output, output_format.value, warn=lambda m: say(f"warning: {m}"))
             for row in problems:
                 report.add(row)
                 on_row(row)
@@ -135,6 +148,8 @@ def batch(
             report.write(output, seconds)
     except Locked as exc:
         fail(str(exc), EXIT_LOCKED)
+    except OSError as exc:  # the lock file or the report cannot be written
+        fail(f"{exc.filename or output}: {exc.strerror or exc}", EXIT_FAILED)
     summary = report.summary(seconds)
     mean = f", mean MSE {summary['mean_mse']:.5f} ({summary['mean_psnr']:.2f} dB)" if summary["mean_mse"] is not None else ""
     say(f"{summary['images']} images: {summary['ok']} colourised, {summary['skipped']} skipped, "

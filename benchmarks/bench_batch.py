@@ -1,0 +1,155 @@
+"""Batch throughput and memory: the network alone against `colorize batch` on the same images.
+
+    python benchmarks/bench_batch.py [--weights PATH] [--small 24] [--big 3] [--huge] [--repeats 3]
+
+Makes its own inputs in a temporary folder: 400x400 JPEGs from scikit-image's photos, synthetic
+12-megapixel JPEG photos, and (with --huge) a 50-megapixel one for tile mode. Each scenario runs in
+a fresh child process, which reports its time (model loading excluded) and its peak RSS. Figures
+are medians over --repeats runs. Printed: images/s of the network alone and of the whole batch
+(decode to encoded file on disk, report included), their ratio, seconds per 12 MP photo, and peak
+RSS for 10 vs 100 images and for the 50 MP tile run.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_inputs(folder: Path, small: int, big: int, huge: bool) -> dict[str, Path]:
+    from PIL import Image
+    from skimage import data
+    from skimage.transform import resize
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.stereo_motorcycle()[0]]
+    rng = np.random.default_rng(0)
+    dirs = {name: folder / name for name in ("small10", "small", "small100", "big", "huge")}
+    for d in dirs.values():
+        d.mkdir(parents=True)
+    for i in range(max(small, 100)):
+        rgb = (resize(photos[i % len(photos)], (400, 400), anti_aliasing=True) * 255).astype(np.uint8)
+        rgb = rgb[:, ::-1] if (i // len(photos)) % 2 else rgb
+        image = Image.fromarray(np.ascontiguousarray(rgb))
+        if i < small:
+            image.save(dirs["small"] / f"{i:03d}.jpg", quality=90)
+        if i < 10:
+            image.save(dirs["small10"] / f"{i:03d}.jpg", quality=90)
+        image.save(dirs["small100"] / f"{i:03d}.jpg", quality=90)
+
+    def photo_of(h, w, seed):
+        base = resize(photos[seed % len(photos)], (h // 4, w // 4), anti_aliasing=True)
+        up = np.asarray(Image.fromarray((base * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC))
+        noise = np.random.default_rng(seed).normal(0, 4, (h, w, 1))
+        return np.clip(up + noise, 0, 255).astype(np.uint8)
+
+    for i in range(big):
+        Image.fromarray(photo_of(3000, 4000, i)).save(dirs["big"] / f"{i:02d}.jpg", quality=90)
+    if huge:
+        Image.fromarray(photo_of(5773, 8660, 7)).save(dirs["huge"] / "huge.jpg", quality=90)
+    return dirs
+
+
+def child(args) -> None:
+    """One scenario in this process; prints a JSON line with seconds and peak RSS."""
+    import torch
+
+    from colorize_cli.predictor import NETWORK_SIDE, Colorizer
+    from colorize_cli.registry import load_network
+
+    net, _ = load_network(None, Path(args.weights))
+    colorizer = Colorizer(net, "cpu", args.mode, args.batch_size)
+    started = time.perf_counter()
+    if args.scenario == "network":
+        count = len(list(Path(args.input).glob("*.jpg")))
+        l = torch.rand(count, 1, NETWORK_SIDE, NETWORK_SIDE) * 100
+        colorizer.run_network(l[: args.batch_size])  # warm-up
+        started = time.perf_counter()
+        colorizer.run_network(l)
+    else:
+        from colorize_cli.batch import run_batch_folder
+
+        count = run_batch_folder(Path(args.input), Path(args.output), colorizer, jobs=args.jobs)
+    seconds = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    print(json.dumps({"seconds": seconds, "count": count, "rss_mib": rss}))
+
+
+def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, mode="resize", batch_size=4, jobs=None):
+    cmd = [sys.executable, __file__, "--child", scenario, "--input", str(input_dir), "--output", str(out),
+           "--weights", str(weights), "--mode", mode, "--batch-size", str(batch_size)]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median_of(repeats: int, run) -> dict:
+    results = [run(i) for i in range(repeats)]
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="weights file (default: the shipped network 6)")
+    parser.add_argument("--small", type=int, default=24)
+    parser.add_argument("--big", type=int, default=3)
+    parser.add_argument("--huge", action="store_true", help="also a 50 MP photo in tile mode")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--child")
+    parser.add_argument("--input")
+    parser.add_argument("--output")
+    parser.add_argument("--mode", default="resize")
+    args = parser.parse_args()
+    if args.child:
+        args.scenario = args.child
+        return child(args)
+
+    import torch
+
+    from colorize_cli.registry import ARCHS, models_dir
+
+    weights = args.weights or models_dir() / ARCHS[6].weights_file
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if not weights.is_file():
+            from colorize_cli.registry import build_network, write_weights
+
+            weights = tmp / "arch6.pt"
+            write_weights(build_network(6), 6, weights)  # timing does not depend on the values
+        dirs = make_inputs(tmp / "in", args.small, args.big, args.huge)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}, "
+              f"jobs {args.jobs or 'default'}, medians of {args.repeats} runs")
+        net = median_of(args.repeats, lambda i: run_child("network", dirs["small"], tmp / f"n{i}", weights,
+                                                          batch_size=args.batch_size))
+        batch = median_of(args.repeats, lambda i: run_child("batch", dirs["small"], tmp / f"b{i}", weights,
+                                                            batch_size=args.batch_size, jobs=args.jobs))
+        net_rate, batch_rate = net["count"] / net["seconds"], batch["count"] / batch["seconds"]
+        print(f"400x400 JPEG, resize: network alone {net_rate:.2f} images/s, batch {batch_rate:.2f} images/s, "
+              f"ratio {batch_rate / net_rate:.2f}")
+        if args.big:
+            big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights,
+                                                              batch_size=args.batch_size, jobs=args.jobs))
+            print(f"12 MP JPEG, resize: {big['seconds'] / big['count']:.3f} s per photo, "
+                  f"peak RSS {big['rss_mib']:.0f} MiB")
+        few = run_child("batch", dirs["small10"], tmp / "m10", weights, jobs=args.jobs)
+        many = run_child("batch", dirs["small100"], tmp / "m100", weights, jobs=args.jobs)
+        print(f"peak RSS: 10 images {few['rss_mib']:.0f} MiB, 100 images {many['rss_mib']:.0f} MiB, "
+              f"ratio {many['rss_mib'] / few['rss_mib']:.2f}")
+        if args.huge:
+            huge = run_child("batch", dirs["huge"], tmp / "h", weights, mode="tile", jobs=args.jobs)
+            print(f"50 MP JPEG, tile: {huge['seconds']:.2f} s, peak RSS {huge['rss_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
