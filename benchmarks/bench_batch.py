@@ -56,6 +56,21 @@ def make_inputs(folder: Path, small: int, big: int, huge: bool) -> dict[str, Pat
     return dirs
 
 
+def colorize_folder(folder: Path, output: Path, colorizer, jobs: int):
+    """The library's colorize_folder; for a checkout from before it existed (the baseline), its equivalent."""
+    try:
+        from colorize_cli.batch import colorize_folder as library_version
+    except ImportError:
+        from colorize_cli.batch import plan_jobs, run_batch
+        from colorize_cli.report import ColourReport
+
+        report = ColourReport()
+        run_batch(plan_jobs([folder], output)[0], colorizer, report, overwrite=True)
+        report.write(output, 0.0)
+        return report
+    return library_version(folder, output, colorizer, jobs)
+
+
 def child(args) -> None:
     """One scenario in this process; prints a JSON line with seconds and peak RSS."""
     import torch
@@ -63,6 +78,8 @@ def child(args) -> None:
     from colorize_cli.predictor import NETWORK_SIDE, Colorizer
     from colorize_cli.registry import load_network
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     net, _ = load_network(None, Path(args.weights))
     colorizer = Colorizer(net, "cpu", args.mode, args.batch_size)
     started = time.perf_counter()
@@ -73,19 +90,29 @@ def child(args) -> None:
         started = time.perf_counter()
         colorizer.run_network(l)
     else:
-        from colorize_cli.batch import run_batch_folder
-
-        count = run_batch_folder(Path(args.input), Path(args.output), colorizer, jobs=args.jobs)
+        count = len(colorize_folder(Path(args.input), Path(args.output), colorizer, args.jobs).rows)
     seconds = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    print(json.dumps({"seconds": seconds, "count": count, "rss_mib": rss}))
+    print(json.dumps({"seconds": seconds, "count": count, "rss_mib": peak_rss_mib()}))
 
 
-def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, mode="resize", batch_size=4, jobs=None):
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM starts afresh at exec; ru_maxrss would include the
+    parent's memory from before the fork, so it is only the fallback where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, mode="resize", batch_size=4, jobs=2,
+              torch_threads=None):
     cmd = [sys.executable, __file__, "--child", scenario, "--input", str(input_dir), "--output", str(out),
-           "--weights", str(weights), "--mode", mode, "--batch-size", str(batch_size)]
-    if jobs is not None:
-        cmd += ["--jobs", str(jobs)]
+           "--weights", str(weights), "--mode", mode, "--batch-size", str(batch_size), "--jobs", str(jobs)]
+    if torch_threads:
+        cmd += ["--torch-threads", str(torch_threads)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
@@ -105,7 +132,8 @@ def main():
     parser.add_argument("--huge", action="store_true", help="also a 50 MP photo in tile mode")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=2, help="decode/encode threads, as `colorize batch --jobs`")
+    parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--child")
     parser.add_argument("--input")
     parser.add_argument("--output")
@@ -129,25 +157,25 @@ def main():
             write_weights(build_network(6), 6, weights)  # timing does not depend on the values
         dirs = make_inputs(tmp / "in", args.small, args.big, args.huge)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}, "
-              f"jobs {args.jobs or 'default'}, medians of {args.repeats} runs")
+              f"jobs {args.jobs}, torch threads {args.torch_threads or torch.get_num_threads()}, medians of {args.repeats} runs")
         net = median_of(args.repeats, lambda i: run_child("network", dirs["small"], tmp / f"n{i}", weights,
-                                                          batch_size=args.batch_size))
+                                                          batch_size=args.batch_size, torch_threads=args.torch_threads))
         batch = median_of(args.repeats, lambda i: run_child("batch", dirs["small"], tmp / f"b{i}", weights,
-                                                            batch_size=args.batch_size, jobs=args.jobs))
+                                                            batch_size=args.batch_size, jobs=args.jobs, torch_threads=args.torch_threads))
         net_rate, batch_rate = net["count"] / net["seconds"], batch["count"] / batch["seconds"]
         print(f"400x400 JPEG, resize: network alone {net_rate:.2f} images/s, batch {batch_rate:.2f} images/s, "
               f"ratio {batch_rate / net_rate:.2f}")
         if args.big:
             big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights,
-                                                              batch_size=args.batch_size, jobs=args.jobs))
+                                                              batch_size=args.batch_size, jobs=args.jobs, torch_threads=args.torch_threads))
             print(f"12 MP JPEG, resize: {big['seconds'] / big['count']:.3f} s per photo, "
                   f"peak RSS {big['rss_mib']:.0f} MiB")
-        few = run_child("batch", dirs["small10"], tmp / "m10", weights, jobs=args.jobs)
-        many = run_child("batch", dirs["small100"], tmp / "m100", weights, jobs=args.jobs)
+        few = run_child("batch", dirs["small10"], tmp / "m10", weights, jobs=args.jobs, torch_threads=args.torch_threads)
+        many = run_child("batch", dirs["small100"], tmp / "m100", weights, jobs=args.jobs, torch_threads=args.torch_threads)
         print(f"peak RSS: 10 images {few['rss_mib']:.0f} MiB, 100 images {many['rss_mib']:.0f} MiB, "
               f"ratio {many['rss_mib'] / few['rss_mib']:.2f}")
         if args.huge:
-            huge = run_child("batch", dirs["huge"], tmp / "h", weights, mode="tile", jobs=args.jobs)
+            huge = run_child("batch", dirs["huge"], tmp / "h", weights, mode="tile", jobs=args.jobs, torch_threads=args.torch_threads)
             print(f"50 MP JPEG, tile: {huge['seconds']:.2f} s, peak RSS {huge['rss_mib']:.0f} MiB")
 
 

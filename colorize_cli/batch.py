@@ -2,18 +2,20 @@
 
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from colorize_cli.colour import GREY_CHROMA, grey_to_l, join_l_ab, mean_chroma, rgb_to_lab
+from colorize_cli.colour import GREY_CHROMA, bits_of, l_of_pixels, mean_chroma, pixels_of_lab, rgb_to_lab
 from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode
-from colorize_cli.encode import encode, output_suffix
+from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
 from colorize_cli.predictor import Colorizer
-from colorize_cli.report import ColourReport, ReportRow, psnr_of_mse, rgb_mse
+from colorize_cli.report import ColourReport, ReportRow, pixels_mse, psnr_of_mse
 
 
 @dataclass
@@ -26,12 +28,12 @@ class Job:
 
 @dataclass
 class Prepared:
-    """A decoded input with its full-resolution L and, for colour inputs, its RGB as ground truth."""
+    """A decoded input with its full-resolution L, and whether its own colours can serve as ground truth."""
 
     job: Job
     image: DecodedImage
     l: np.ndarray
-    truth: np.ndarray | None
+    has_colour: bool
     started: float
 
 
@@ -80,68 +82,122 @@ def mirror_name(path: Path) -> Path:
 
 
 def prepare(job: Job, max_pixels: int) -> Prepared:
-    """Decode and convert: the L the network sees (full resolution) and the colour truth, if any."""
+    """Decode and convert: the L the network sees (full resolution) and whether the input has colour."""
     started = time.perf_counter()
     image = decode(job.source, max_pixels)
-    if image.grey is not None:
-        return Prepared(job, image, grey_to_l(image.grey), None, started)
-    lab = rgb_to_lab(image.rgb)
-    truth = image.rgb if mean_chroma(lab) >= GREY_CHROMA else None
-    return Prepared(job, image, np.ascontiguousarray(lab[..., 0]), truth, started)
+    has_colour = not image.is_grey and has_chroma(image.pixels)
+    return Prepared(job, image, l_of_pixels(image.pixels), has_colour, started)
+
+
+def has_chroma(pixels: np.ndarray, sample: int = 65536) -> bool:
+    """Whether an RGB image has colour (grey stored as RGB has none), judged on about `sample` pixels."""
+    h, w = pixels.shape[:2]
+    step = max(1, int((h * w / sample) ** 0.5))
+    thumb = pixels[::step, ::step].astype(np.float32) / np.float32((1 << bits_of(pixels)) - 1)
+    return mean_chroma(rgb_to_lab(thumb)) >= GREY_CHROMA
 
 
 def finish(item: Prepared, ab: np.ndarray, mode: str) -> ReportRow:
-    """Join predicted a, b with the original L, write the output, measure against the truth."""
-    image = item.image
-    rgb = join_l_ab(item.l, ab)
-    encode(item.job.dest, rgb, image.alpha, image.bit_depth, image.exif, image.icc)
+    """Join predicted a, b with the original L, write the output, measure against the input's colours."""
+    image, dest = item.image, item.job.dest
+    pixels = pixels_of_lab(item.l, ab, output_bits(dest, image.bit_depth))
+    encode(dest, pixels, image.alpha, image.exif, image.icc)
     width, height = image.size
-    row = ReportRow(str(item.job.source), str(item.job.dest), "ok", width, height, mode,
-                    notes="; ".join(image.notes) or None, ground_truth=item.truth is not None)
-    if item.truth is not None:
-        row.mse = rgb_mse(rgb, item.truth)
+    row = ReportRow(str(item.job.source), str(dest), "ok", width, height, mode,
+                    notes="; ".join(image.notes) or None, ground_truth=item.has_colour)
+    if item.has_colour:
+        row.mse = pixels_mse(pixels, image.pixels)
         row.psnr = psnr_of_mse(row.mse)
     row.seconds = round(time.perf_counter() - item.started, 4)
     return row
 
 
 def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, overwrite: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None) -> None:
-    """Colourise every job, `colorizer.batch_size` images per network call; every job ends as a report row."""
-    pending: list[Prepared] = []
+              max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
+              workers: int = 1) -> None:
+    """Colourise every job, `colorizer.batch_size` images per network call; every job ends as a report row.
 
-    def flush():
-        if not pending:
-            return
-        try:
-            abs_ = colorizer.predict_ab([p.l for p in pending])
-        except Exception as exc:  # e.g. out of memory: fail these images, go on with the rest
-            abs_ = [exc] * len(pending)
-        for item, ab in zip(pending, abs_):
-            try:
-                if isinstance(ab, Exception):
-                    raise ab
-                row = finish(item, ab, colorizer.mode)
-            except Exception as exc:
-                row = ReportRow(str(item.job.source), str(item.job.dest), "failed", error=describe(exc))
-            report.add(row)
-            on_row(row)
-        pending.clear()
-
-    for job in jobs:
-        if job.dest.exists() and not overwrite:
-            row = ReportRow(str(job.source), str(job.dest), "skipped", notes="output exists (use --overwrite)")
-        else:
-            try:
-                pending.append(prepare(job, max_pixels))
-                if len(pending) >= colorizer.batch_size:
-                    flush()
-                continue
-            except Exception as exc:
-                row = ReportRow(str(job.source), str(job.dest), "failed", error=describe(exc))
+    Decoding and encoding run in `workers` threads while the network works on the images before them;
+    at most a few batches are in flight at once, so memory does not grow with the number of images.
+    """
+    def emit(row: ReportRow) -> None:
         report.add(row)
         on_row(row)
-    flush()
+
+    todo = []
+    for job in jobs:
+        if job.dest.exists() and not overwrite:
+            emit(ReportRow(str(job.source), str(job.dest), "skipped", notes="output exists (use --overwrite)"))
+        else:
+            todo.append(job)
+    per_call = colorizer.batch_size if colorizer.mode == "resize" else 1  # tile mode batches tiles instead
+    in_flight = per_call + workers
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="colorize") as pool:
+        decoding = deque((job, pool.submit(prepare, job, max_pixels)) for job in todo[:in_flight])
+        upcoming = iter(todo[in_flight:])
+        writing: deque = deque()
+        batch: list[Prepared] = []
+
+        def drain(limit: int) -> None:
+            while writing and (len(writing) > limit or writing[0][1].done()):
+                job, future = writing.popleft()
+                emit(outcome(job, future))
+
+        while decoding:
+            job, future = decoding.popleft()
+            following = next(upcoming, None)
+            if following is not None:
+                decoding.append((following, pool.submit(prepare, following, max_pixels)))
+            try:
+                batch.append(future.result())
+            except Exception as exc:
+                emit(failed_row(job, exc))
+            if len(batch) == per_call or not decoding:
+                for item, ab in zip(batch, predict_or_fail(colorizer, batch)):
+                    work = failed_future(ab) if isinstance(ab, Exception) else pool.submit(finish, item, ab, colorizer.mode)
+                    writing.append((item.job, work))
+                batch = []
+            drain(in_flight)
+        drain(0)
+
+
+def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: int = 1) -> ColourReport:
+    """`colorize batch FOLDER OUTPUT --overwrite` without the command line: every image redone, report written."""
+    started = time.perf_counter()
+    jobs, problems = plan_jobs([folder], output)
+    report = ColourReport()
+    for row in problems:
+        report.add(row)
+    run_batch(jobs, colorizer, report, overwrite=True, workers=workers)
+    report.write(output, time.perf_counter() - started)
+    return report
+
+
+def predict_or_fail(colorizer: Colorizer, batch: list[Prepared]) -> list:
+    """a, b for each image of the batch, or the exception for all of them (e.g. out of memory)."""
+    if not batch:
+        return []
+    try:
+        return colorizer.predict_ab([item.l for item in batch])
+    except Exception as exc:
+        return [exc] * len(batch)
+
+
+def failed_future(exc: Exception) -> Future:
+    future = Future()
+    future.set_exception(exc)
+    return future
+
+
+def outcome(job: Job, future: Future) -> ReportRow:
+    try:
+        return future.result()
+    except Exception as exc:
+        return failed_row(job, exc)
+
+
+def failed_row(job: Job, exc: Exception) -> ReportRow:
+    return ReportRow(str(job.source), str(job.dest), "failed", error=describe(exc))
 
 
 def describe(exc: Exception) -> str:

@@ -105,13 +105,21 @@ def bits_of(pixels: np.ndarray) -> int:
     return 8 if pixels.dtype == np.uint8 else 16
 
 
-def l_of_pixels(pixels: np.ndarray) -> np.ndarray:
+def l_of_pixels(pixels: np.ndarray, rows: int = 64) -> np.ndarray:
     """uint8 / uint16 grey (HxW) or RGB (HxWx3) pixels -> L (float32 HxW), as skimage's rgb2lab gives it."""
     linear, grey_l, _ = TABLES[bits_of(pixels)]
     if pixels.ndim == 2:
         return grey_l[pixels]
-    y = linear[pixels] @ _XYZ_FROM_RGB[1]
-    return np.where(y > 0.008856, 116.0 * np.cbrt(y) - 16.0, 903.3 * y).astype(np.float32)
+    # Y = sum of each channel's linear light times its weight: three lookups in pre-weighted tables
+    weighted = [linear * _XYZ_FROM_RGB[1, c] for c in range(3)]
+    out = np.empty(pixels.shape[:2], np.float32)
+    for y0 in range(0, pixels.shape[0], rows):
+        band = pixels[y0 : y0 + rows]
+        y = weighted[0][band[..., 0]]
+        y += weighted[1][band[..., 1]]
+        y += weighted[2][band[..., 2]]
+        out[y0 : y0 + rows] = np.where(y > 0.008856, 116.0 * np.cbrt(y) - 16.0, 903.3 * y)
+    return out
 
 
 def _f_inverse(f: np.ndarray) -> np.ndarray:
@@ -122,7 +130,7 @@ def _f_inverse(f: np.ndarray) -> np.ndarray:
     return out
 
 
-def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 128) -> np.ndarray:
+def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 64) -> np.ndarray:
     """L (HxW) and a, b (HxWx2) -> uint8 or uint16 RGB (HxWx3), clipped to sRGB as skimage's lab2rgb does.
 
     Works in bands of `rows` rows, so the float temporaries stay small for any image size.

@@ -39,22 +39,37 @@ class DecodeError(Exception):
 
 @dataclass
 class DecodedImage:
-    """Pixels in [0, 1] as float32: `grey` (HxW) or `rgb` (HxWx3); alpha and metadata kept aside."""
+    """Integer pixels as stored (uint8 or uint16): grey HxW or RGB HxWx3; alpha and metadata kept aside."""
 
-    rgb: np.ndarray | None
-    grey: np.ndarray | None
+    pixels: np.ndarray
     alpha: np.ndarray | None
-    bit_depth: int
     format: str
     exif: bytes | None = None
     icc: bytes | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
+    def bit_depth(self) -> int:
+        return 8 if self.pixels.dtype == np.uint8 else 16
+
+    @property
+    def is_grey(self) -> bool:
+        return self.pixels.ndim == 2
+
+    @property
     def size(self) -> tuple[int, int]:
         """(width, height)."""
-        h, w = (self.rgb if self.rgb is not None else self.grey).shape[:2]
-        return w, h
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def rgb(self) -> np.ndarray | None:
+        """RGB as float32 in [0, 1], or None for a grey image."""
+        return None if self.is_grey else self.pixels.astype(np.float32) / np.float32((1 << self.bit_depth) - 1)
+
+    @property
+    def grey(self) -> np.ndarray | None:
+        """Grey as float32 in [0, 1], or None for a colour image."""
+        return self.pixels.astype(np.float32) / np.float32((1 << self.bit_depth) - 1) if self.is_grey else None
 
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
@@ -181,34 +196,26 @@ def _tiff_bits(im: Image.Image) -> int:
     return int(bits[0] if isinstance(bits, tuple) else bits)
 
 
-def _scale(array: np.ndarray) -> tuple[np.ndarray, int]:
-    """Integer or float pixels -> float32 in [0, 1] and the source bit depth."""
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0, 8
-    if array.dtype == np.uint16 or array.dtype == np.int32 and array.max(initial=0) > 255:
-        return np.clip(array, 0, 65535).astype(np.float32) / 65535.0, 16
-    if array.dtype == np.int32:
-        return np.clip(array, 0, 255).astype(np.float32) / 255.0, 8
+def _as_uint(array: np.ndarray) -> np.ndarray:
+    """Pillow's other pixel types -> uint8 or uint16: 32-bit integers and floats kept as 16 bits."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
     if array.dtype == np.bool_:
-        return array.astype(np.float32), 8
-    return np.clip(array.astype(np.float32), 0.0, 1.0), 16
+        return array.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(array.dtype, np.integer):
+        top = 255 if array.max(initial=0) <= 255 else 65535
+        return np.clip(array, 0, top).astype(np.uint8 if top == 255 else np.uint16)
+    return np.round(np.clip(np.nan_to_num(array), 0.0, 1.0) * 65535).astype(np.uint16)
 
 
 def _from_array(array: np.ndarray, fmt: str, exif, icc, notes) -> DecodedImage:
     """HxW, HxWx1 to HxWx4 integer or float pixels -> DecodedImage, the last channel of 2 or 4 as alpha."""
-    array = np.ascontiguousarray(array)
+    array = _as_uint(np.ascontiguousarray(array))
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim == 2 or array.ndim == 3 and array.shape[2] == 3:
-        pixels, alpha = array, None
-    elif array.ndim == 3 and array.shape[2] in (2, 4):
-        pixels, alpha = array[..., :-1], array[..., -1]
-    else:
-        raise DecodeError(f"unsupported pixel layout {array.shape}")
-    values, bits = _scale(pixels)
-    alpha = _scale(alpha)[0] if alpha is not None else None
-    if values.ndim == 3 and values.shape[2] == 1:
-        values = values[..., 0]
-    if values.ndim == 2:
-        return DecodedImage(None, values, alpha, bits, fmt, exif, icc, notes)
-    return DecodedImage(values, None, alpha, bits, fmt, exif, icc, notes)
+        return DecodedImage(array, None, fmt, exif, icc, notes)
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        pixels = array[..., 0] if array.shape[2] == 2 else array[..., :3]
+        return DecodedImage(np.ascontiguousarray(pixels), np.ascontiguousarray(array[..., -1]), fmt, exif, icc, notes)
+    raise DecodeError(f"unsupported pixel layout {array.shape}")

@@ -28,10 +28,18 @@ def output_suffix(source: Path, fmt: str = "keep") -> str:
     return source.suffix if suffix in FORMATS else ".png"
 
 
-def quantize(values: np.ndarray, bits: int) -> np.ndarray:
-    """Float values in [0, 1] -> uint8 or uint16."""
-    top = 65535 if bits == 16 else 255
-    return np.round(np.clip(values, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+def output_bits(path: Path, bit_depth: int) -> int:
+    """16 where both the input and the output format have 16 bits per channel, else 8."""
+    return 16 if bit_depth == 16 and FORMATS[Path(path).suffix.lower()][2] else 8
+
+
+def to_bits(array: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 <-> uint16 with rounding (65535 = 257 * 255)."""
+    if bits == 8 and array.dtype == np.uint16:
+        return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if bits == 16 and array.dtype == np.uint8:
+        return array.astype(np.uint16) * np.uint16(257)
+    return array
 
 
 def describes_rgb(icc: bytes | None) -> bool:
@@ -39,14 +47,15 @@ def describes_rgb(icc: bytes | None) -> bool:
     return bool(icc) and icc[16:20] == b"RGB "
 
 
-def encode(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, bit_depth: int = 8,
+def encode(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
            exif: bytes | None = None, icc: bytes | None = None, quality: int = 95) -> None:
-    """Write float RGB in [0, 1] (HxWx3) to `path`, format chosen by its suffix, via a temp file and rename."""
+    """Write uint8 or uint16 RGB (HxWx3) to `path`, format chosen by its suffix, via a temp file and rename."""
     path = Path(path)
     fmt, keeps_alpha, keeps_16 = FORMATS[path.suffix.lower()]
-    bits = 16 if bit_depth == 16 and keeps_16 else 8
-    pixels = rgb if alpha is None or not keeps_alpha else np.concatenate([rgb, alpha[..., None]], axis=2)
-    array = quantize(pixels, bits)
+    bits = 16 if pixels.dtype == np.uint16 and keeps_16 else 8
+    array = to_bits(pixels, bits)
+    if alpha is not None and keeps_alpha:
+        array = np.concatenate([array, to_bits(alpha, bits)[..., None]], axis=2)
     options = {}
     if exif:
         options["exif"] = exif

@@ -47,21 +47,37 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts + [length - tile]
 
 
-def blend_window(tile: int, overlap: int) -> torch.Tensor:
-    """Tile weight: 1 inside, a linear ramp over the `overlap` band at each edge, never 0."""
+def blend_ramp(tile: int, overlap: int) -> torch.Tensor:
+    """1-D tile weight: 1 inside, a linear ramp over the `overlap` band at each end, never 0."""
     d = torch.arange(tile, dtype=torch.float32)
-    ramp = torch.clamp((torch.minimum(d, tile - 1 - d) + 1) / (overlap + 1), max=1.0)
+    return torch.clamp((torch.minimum(d, tile - 1 - d) + 1) / (overlap + 1), max=1.0)
+
+
+def blend_window(tile: int, overlap: int) -> torch.Tensor:
+    """2-D tile weight, the outer product of two ramps."""
+    ramp = blend_ramp(tile, overlap)
     return ramp[:, None] * ramp[None, :]
+
+
+def summed_ramps(length: int, tile: int, overlap: int) -> torch.Tensor:
+    """Sum of the 1-D ramps of all tiles along one side: the blend weights are separable, so the total
+    weight at (y, x) is the product of two of these and needs no full-size array."""
+    total = torch.zeros(length)
+    ramp = blend_ramp(tile, overlap)
+    for start in tile_starts(length, tile, overlap):
+        total[start : start + tile] += ramp
+    return total
 
 
 class Colorizer:
     """Owns a network, its device, and how an image is fitted to the network's 400x400 input."""
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu", mode: str = "resize",
-                 batch_size: int = 4, overlap: int = 64):
+                 batch_size: int = 4, overlap: int = 64, half: bool | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.device = torch.device(device)
+        self.half = self.device.type == "cuda" if half is None else half  # float16 on CUDA: within 1e-2
         self.net = net.to(self.device).eval()
         self.mode = mode
         self.batch_size = max(1, batch_size)
@@ -71,8 +87,12 @@ class Colorizer:
     def run_network(self, l_fitted: torch.Tensor) -> torch.Tensor:
         """Nx1xHxW L (0..100) -> Nx2xHxW a, b, in chunks of batch_size."""
         out = []
+        cuda = self.device.type == "cuda"
         for chunk in l_fitted.split(self.batch_size):
-            out.append(unscale_ab(self.net(scale_l(chunk.to(self.device)))).float().cpu())
+            chunk = chunk.pin_memory().to(self.device, non_blocking=True) if cuda else chunk.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+                ab = self.net(scale_l(chunk))
+            out.append(unscale_ab(ab.float()).cpu())
         return torch.cat(out)
 
     def predict_ab(self, ls: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -88,6 +108,7 @@ class Colorizer:
         return [resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy() for ab, l in zip(ab_small, ls)]
 
     def _predict_tiled(self, l: np.ndarray) -> np.ndarray:
+        """Blend overlapping 400x400 tiles; the only full-size buffer is the HxWx2 result itself."""
         h, w = l.shape
         side = NETWORK_SIDE
         plane = torch.from_numpy(np.ascontiguousarray(l))[None, None]
@@ -96,14 +117,13 @@ class Colorizer:
             plane = F.pad(plane, (0, pad_w, 0, pad_h), mode="replicate")
         ph, pw = plane.shape[-2:]
         window = blend_window(side, self.overlap)
-        ab_sum = torch.zeros(2, ph, pw)
-        weight = torch.zeros(ph, pw)
+        ab = torch.zeros(ph, pw, 2)
         boxes = [(y, x) for y in tile_starts(ph, side, self.overlap) for x in tile_starts(pw, side, self.overlap)]
         for i in range(0, len(boxes), self.batch_size):
             group = boxes[i : i + self.batch_size]
             tiles = torch.cat([plane[..., y : y + side, x : x + side] for y, x in group])
-            for (y, x), ab in zip(group, self.run_network(tiles)):
-                ab_sum[:, y : y + side, x : x + side] += ab * window
-                weight[y : y + side, x : x + side] += window
-        ab_full = (ab_sum / weight)[:, :h, :w]
-        return ab_full.permute(1, 2, 0).contiguous().numpy()
+            for (y, x), tile_ab in zip(group, self.run_network(tiles)):
+                ab[y : y + side, x : x + side] += (tile_ab * window).permute(1, 2, 0)
+        ab /= summed_ramps(ph, side, self.overlap)[:, None, None]
+        ab /= summed_ramps(pw, side, self.overlap)[None, :, None]
+        return ab[:h, :w].numpy()

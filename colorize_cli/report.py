@@ -33,6 +33,17 @@ def rgb_mse(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean((np.asarray(predicted, np.float32) - np.asarray(truth, np.float32)) ** 2))
 
 
+def pixels_mse(predicted: np.ndarray, truth: np.ndarray, rows: int = 256) -> float:
+    """rgb_mse of two integer images (uint8 or uint16, each on its own scale), in bands of `rows` rows."""
+    scale_p = np.float32(1 / ((1 << (8 * predicted.itemsize)) - 1))
+    scale_t = np.float32(1 / ((1 << (8 * truth.itemsize)) - 1))
+    total = 0.0
+    for y0 in range(0, truth.shape[0], rows):
+        diff = predicted[y0 : y0 + rows] * scale_p - truth[y0 : y0 + rows] * scale_t
+        total += float(np.square(diff).sum(dtype=np.float64))
+    return total / truth.size
+
+
 def psnr_of_mse(mse: float) -> float:
     """PSNR in dB for values on a 0..1 scale, capped at 100 dB for a perfect match."""
     return 10 * math.log10(1.0 / max(mse, 1e-10))

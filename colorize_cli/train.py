@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from skimage.filters import gaussian
 
-from colorize_cli import __version__
+from colorize_cli import __version__, distributed
 from colorize_cli.colour import lab_to_rgb, rgb_to_lab, scale_ab, scale_l, unscale_ab
 from colorize_cli.decode import decode
 from colorize_cli.files import atomic_path, walk_images, write_text_atomic
-from colorize_cli.predictor import NETWORK_SIDE, pick_device, resize_plane
+from colorize_cli.predictor import NETWORK_SIDE, resize_plane
 from colorize_cli.registry import build_network, write_weights
 
 LOSSES = ("mse", "huber", "rebalanced")
@@ -211,11 +211,22 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=None) -> History:
-    """Train network `opts.arch`; write last.pt, best.pt, losses.json and loss.png into `opts.out`."""
+    """Train network `opts.arch`; write last.pt, best.pt, losses.json and loss.png into `opts.out`.
+
+    Under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy: each epoch's shuffled
+    photos are split among the processes as DistributedSampler does, and `opts.batch_size` stays the crops per
+    step over all of them (batch_size // processes each), so runs compare with single-process ones. Process 0
+    alone validates, logs and writes the run folder; the checkpoint holds the plain network, not the wrapper.
+    """
+    with distributed.process_group(opts.device) as world:
+        return _train(opts, world, resume, log if world.main else lambda message: None, progress)
+
+
+def _train(opts: TrainOptions, world: distributed.World, resume: Path | None, log, progress) -> History:
     from colorize_cli.plots import plot_losses
 
     torch.manual_seed(opts.seed)
-    device = pick_device(opts.device)
+    device = world.device
     net = build_network(opts.arch).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=opts.lr)
     history, start_epoch, start_step, partial, best = History(), 0, 0, (0.0, 0), math.inf
@@ -226,6 +237,7 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
         history = History(**state["history"])
         start_epoch, start_step, best = state["epoch"], state.get("step", 0), state["best_val_loss"]
         partial = (state.get("partial_loss", 0.0), state.get("partial_seen", 0))
+    model = world.wrap(net)
     if opts.data is None:
         raise ValueError("--data is required: a folder of colour photos")
     out = Path(opts.out)
@@ -240,37 +252,41 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
     criterion = loss_fn(opts.loss, prior)
     use_amp = opts.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps_per_epoch = math.ceil(len(photos) / opts.batch_size)
-    log(f"network {opts.arch}: {len(photos)} training photos, {len(val_photos)} validation, device {device}, "
-        f"epochs {start_epoch}->{opts.epochs}, {steps_per_epoch} steps each")
+    batch = max(1, opts.batch_size // world.size)  # per process
+    steps_per_epoch = math.ceil(math.ceil(len(photos) / world.size) / batch)
+    processes = f" x {world.size} processes of {batch} crops a step" if world.size > 1 else ""
+    log(f"network {opts.arch}: {len(photos)} training photos, {len(val_photos)} validation, device {device}"
+        f"{processes}, epochs {start_epoch}->{opts.epochs}, {steps_per_epoch} steps each")
 
     step_state = {"epoch": start_epoch, "step": start_step, "total": partial[0], "seen": partial[1]}
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         net.train()
         for epoch in range(start_epoch, opts.epochs):
             t0 = time.perf_counter()
-            order = np.random.default_rng([opts.seed, epoch]).permutation(len(photos))
+            order = world.share_of(np.random.default_rng([opts.seed, epoch]).permutation(len(photos)))
             first = step_state["step"] if epoch == start_epoch else 0
             total, seen = (step_state["total"], step_state["seen"]) if first else (0.0, 0)
             for s in range(first, steps_per_epoch):
-                idx = order[s * opts.batch_size : (s + 1) * opts.batch_size]
-                rng = np.random.default_rng([opts.seed, epoch, s])  # per step, so a resume mid-epoch is exact
+                idx = order[s * batch : (s + 1) * batch]
+                key = [opts.seed, epoch, s] if world.size == 1 else [opts.seed, epoch, s, world.rank]
+                rng = np.random.default_rng(key)  # per step, so a resume mid-epoch is exact
                 lab = torch.from_numpy(random_crops([photos[i] for i in idx], opts.crop, rng)).to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(opts, epoch * steps_per_epoch + s, steps_per_epoch)
                 with torch.autocast(device.type, enabled=use_amp):
-                    loss = criterion(net(scale_l(lab[:, :1])), scale_ab(lab[:, 1:]))
+                    loss = criterion(model(scale_l(lab[:, :1])), scale_ab(lab[:, 1:]))
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                total += loss.item() * len(idx)
-                seen += len(idx)
+                step_total, step_seen = world.sum(loss.item() * len(idx), len(idx))
+                total += step_total
+                seen += int(step_seen)
                 step_state.update(epoch=epoch, step=s + 1, total=total, seen=seen)
                 if progress:
                     progress(epoch, s + 1, steps_per_epoch)
-            val_loss, val_psnr = validate(net, val_lab, val_rgb, criterion, device)
+            val_loss, val_psnr = world.from_main(lambda: validate(net, val_lab, val_rgb, criterion, device))
             history.train_loss.append(total / seen)
             history.val_loss.append(val_loss)
             history.val_psnr.append(val_psnr)
@@ -278,20 +294,25 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
             improved = val_loss < best
             best = min(best, val_loss)
             step_state.update(epoch=epoch + 1, step=0, total=0.0, seen=0)
-            save_checkpoint(out / "last.pt", net, optimizer, step_state, history, best, opts, prior)
-            if improved:
-                save_checkpoint(out / "best.pt", net, optimizer, step_state, history, best, opts, prior)
-            write_text_atomic(out / "losses.json", json.dumps(asdict(history), indent=1))
-            plot_losses(history, out / "loss.png", title=f"network {opts.arch}")
+            if world.main:
+                save_checkpoint(out / "last.pt", net, optimizer, step_state, history, best, opts, prior)
+                if improved:
+                    save_checkpoint(out / "best.pt", net, optimizer, step_state, history, best, opts, prior)
+                write_text_atomic(out / "losses.json", json.dumps(asdict(history), indent=1))
+                plot_losses(history, out / "loss.png", title=f"network {opts.arch}")
             log(f"epoch {epoch + 1}/{opts.epochs}  train {history.train_loss[-1]:.5f}  val {val_loss:.5f}  "
                 f"val PSNR {val_psnr:.2f} dB  {history.seconds[-1]:.1f}s{'  *best' if improved else ''}")
     except KeyboardInterrupt:
-        save_checkpoint(out / "last.pt", net, optimizer, step_state, history, best, opts, prior)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # torchrun passes Ctrl-C on once more: finish the save
+            signal.signal(sig, signal.SIG_IGN)
+        if world.main:
+            save_checkpoint(out / "last.pt", net, optimizer, step_state, history, best, opts, prior)
         log(f"interrupted: saved {out / 'last.pt'} at epoch {step_state['epoch'] + 1}, step {step_state['step']}; "
             f"continue with --resume {out / 'last.pt'}")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
     return history
 
 

@@ -71,3 +71,12 @@ def test_pick_device_auto_and_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             pick_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_half_precision_on_cuda_stays_within_1e_2_of_float32(weights_dir):
+    net, _ = load_network(6, weights_dir / "arch6.pt")
+    l = torch.from_numpy(smooth_l(400, 400))[None, None].repeat(4, 1, 1, 1)
+    full = Colorizer(net, "cuda", half=False).run_network(l)
+    half = Colorizer(net, "cuda", half=True).run_network(l)
+    assert ((full - half).abs() / 110).max() < 1e-2

@@ -13,6 +13,7 @@ import typer
 from colorize_cli.commands.common import fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+DEFAULT_JOBS = 2
 
 
 class Mode(str, Enum):
@@ -51,6 +52,8 @@ def batch(
     weights: Annotated[Optional[Path], typer.Option(help="Weights file instead of the shipped ones.")] = None,
     device: Annotated[Device, typer.Option(help="auto picks cuda, then mps, then cpu.")] = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Images (or tiles) per network call.", min=1)] = 4,
+    jobs: Annotated[int, typer.Option(help="Threads decoding and encoding while the network runs.",
+                                      min=1)] = DEFAULT_JOBS,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="keep the input's format, "
                                                         "or write jpg / png.")] = OutputFormat.keep,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that exist (default: skip them, so a "
@@ -132,7 +135,7 @@ def batch(
             stale = remove_stale_temps(output)
             if stale:
                 say(f"removed {len(stale)} temporary files left in {output} by an interrupted run")
-            jobs, problems = plan_jobs(inputs, output, output_format.value, warn=lambda m: say(f"warning: {m}"))
+            planned, problems = plan_jobs(inputs, output, output_format.value, warn=lambda m: say(f"warning: {m}"))
             for row in problems:
                 report.add(row)
                 on_row(row)
@@ -140,10 +143,10 @@ def batch(
                 from rich.progress import Progress
 
                 with Progress(console=err, transient=True) as bar:
-                    task = bar.add_task("colourising", total=len(jobs))
-                    run_batch(jobs, colorizer, report, overwrite, max_pixels, on_row)
+                    task = bar.add_task("colourising", total=len(planned))
+                    run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
             else:
-                run_batch(jobs, colorizer, report, overwrite, max_pixels, on_row)
+                run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
             seconds = time.perf_counter() - started
             report.write(output, seconds)
     except Locked as exc:

@@ -44,8 +44,13 @@ def train(
     export: Annotated[Optional[Path], typer.Option(help="After training, write best.pt's weights here "
                                                    "(fp16, state dict + metadata) and record it in "
                                                    "manifest.json beside it.")] = None,
+    ddp: Annotated[bool, typer.Option("--ddp", help="Train in --nproc processes with DistributedDataParallel "
+                                      "(launches torchrun; --batch-size stays the crops per step over all).")] = False,
+    nproc: Annotated[Optional[int], typer.Option(help="With --ddp: processes (default: one per CUDA device, "
+                                                 "else per CPU core).", min=1)] = None,
 ):
-    """Train one of the six networks on a folder of colour photos."""
+    """Train one of the six networks on a folder of colour photos (also under torchrun: see --ddp)."""
+    from colorize_cli import distributed
     from colorize_cli import train as training
 
     given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
@@ -61,12 +66,22 @@ def train(
                 opts.out = f"runs/arch{opts.arch}"
         if opts.data is None:
             fail("--data is required (or set COLORIZE_DATA): a folder of colour photos", 2)
-        if opts.workers:
-            import torch
+        if nproc and not ddp:
+            fail("--nproc goes with --ddp", 2)
+        if ddp:
+            if distributed.launched():
+                fail("--ddp: already running under torchrun", 2)
+            status = distributed.run_torchrun(nproc or distributed.default_nproc(opts.device),
+                                              ["train", *command_line(given, resume)])
+            if status:
+                raise typer.Exit(status)
+        else:
+            if opts.workers:
+                import torch
 
-            torch.set_num_threads(opts.workers)
-        training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
-        if export:
+                torch.set_num_threads(opts.workers)
+            training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
+        if export and distributed.is_main_process():
             entry = training.export_weights(Path(opts.out) / "best.pt", export)
             typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
     except training.CheckpointError as exc:
@@ -75,3 +90,15 @@ def train(
         fail(str(exc), 2)
     except KeyboardInterrupt:
         raise typer.Exit(130)
+
+
+def command_line(given: dict, resume: Path | None) -> list[str]:
+    """The options given, as `colorize train` arguments again (for the torchrun workers)."""
+    args = ["--resume", str(resume)] if resume else []
+    for name, value in given.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
