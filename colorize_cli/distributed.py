@@ -2,7 +2,6 @@
 
 import math
 import os
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,12 +92,10 @@ def process_group(device: str):
         dist.destroy_process_group()
 
 
-def run_torchrun(nproc: int, args: list[str]) -> int:
-    """Run `colorize <args>` in `nproc` processes under torchrun on this machine; its exit status."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "colorize_cli", *args]
-    proc = subprocess.Popen(command)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # Ctrl-C reached the workers too: let them save last.pt and torchrun finish
-        return proc.wait()
+def exec_torchrun(nproc: int, args: list[str]) -> None:
+    """Become `torchrun --standalone --nproc-per-node <nproc> -m colorize_cli <args>`: it gets the signals and
+    its exit status is ours."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              f"--nproc-per-node={nproc}", "-m", "colorize_cli", *args])

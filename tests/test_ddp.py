@@ -11,6 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+import typer
 from torch.utils.data import DistributedSampler
 from typer.testing import CliRunner
 
@@ -105,16 +106,20 @@ def test_one_process_is_the_plain_loop():
 
 def test_cli_ddp_hands_the_same_options_to_torchrun(tmp_path, eight_photos, monkeypatch):
     launched = []
-    monkeypatch.setattr(distributed, "run_torchrun", lambda nproc, args: launched.append((nproc, args)) or 0)
+
+    def exec_torchrun(nproc, args):  # the real one replaces this process with torchrun
+        launched.append((nproc, args))
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(distributed, "exec_torchrun", exec_torchrun)
     result = CliRunner().invoke(app, ["train", "--ddp", "--nproc", "2", "--arch", "1", "--data", str(eight_photos),
-                                      "--epochs", "2", "--lr", "0.01", "--no-amp", "--out", str(tmp_path / "run")])
+                                      "--epochs", "2", "--lr", "0.01", "--no-amp", "--out", str(tmp_path / "run"),
+                                      "--export", str(tmp_path / "arch1.pt")])
     assert result.exit_code == 0, result.output
-    nproc, args = launched[0]
-    assert nproc == 2 and "--ddp" not in args and "--nproc" not in args
-    assert args == ["train", "--arch", "1", "--data", str(eight_photos), "--out", str(tmp_path / "run"),
-                    "--epochs", "2", "--lr", "0.01", "--no-amp"]
-    assert command_line({"seed": 3, "amp": True}, Path("r/last.pt")) == ["--resume", "r/last.pt", "--seed", "3",
-                                                                        "--amp"]
+    assert launched == [(2, ["train", "--arch", "1", "--data", str(eight_photos), "--out", str(tmp_path / "run"),
+                             "--epochs", "2", "--lr", "0.01", "--no-amp", "--export", str(tmp_path / "arch1.pt")])]
+    assert command_line({"seed": 3, "amp": True, "resume": Path("r/last.pt")}) == ["--seed", "3", "--amp",
+                                                                                 "--resume", "r/last.pt"]
 
 
 def test_nproc_without_ddp_is_a_usage_error(tmp_path, eight_photos):

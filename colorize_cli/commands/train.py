@@ -71,16 +71,13 @@ def train(
         if ddp:
             if distributed.launched():
                 fail("--ddp: already running under torchrun", 2)
-            status = distributed.run_torchrun(nproc or distributed.default_nproc(opts.device),
-                                              ["train", *command_line(given, resume)])
-            if status:
-                raise typer.Exit(status)
-        else:
-            if opts.workers:
-                import torch
+            args = command_line({**given, "resume": resume, "export": export})
+            distributed.exec_torchrun(nproc or distributed.default_nproc(opts.device), ["train", *args])
+        if opts.workers:
+            import torch
 
-                torch.set_num_threads(opts.workers)
-            training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
+            torch.set_num_threads(opts.workers)
+        training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
         if export and distributed.is_main_process():
             entry = training.export_weights(Path(opts.out) / "best.pt", export)
             typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
@@ -92,10 +89,10 @@ def train(
         raise typer.Exit(130)
 
 
-def command_line(given: dict, resume: Path | None) -> list[str]:
-    """The options given, as `colorize train` arguments again (for the torchrun workers)."""
-    args = ["--resume", str(resume)] if resume else []
-    for name, value in given.items():
+def command_line(options: dict) -> list[str]:
+    """Options as `colorize train` arguments again (for the torchrun workers)."""
+    args = []
+    for name, value in options.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
