@@ -85,7 +85,7 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
         except DecodeError:
             raise
         except Image.UnidentifiedImageError:
-            raise DecodeError("not an image file (unrecognised format)") from None
+            return _decode_other_tiff(f, max_pixels)
         except Exception as exc:  # decoders raise many types for damaged data
             raise DecodeError(damage_reason(exc)) from None
 
@@ -180,15 +180,38 @@ def _read_deep(im: Image.Image, f: BinaryIO, fmt: str) -> np.ndarray | None:
 
 def _read_tiff16(f: BinaryIO) -> np.ndarray | None:
     """HxWxC pixels of the first page of an open TIFF, whatever its planar layout; None if not HxWxC."""
+    array = _first_tiff_page(f)[0]
+    return array if array.ndim == 3 else None
+
+
+def _first_tiff_page(f: BinaryIO, max_pixels: int = 0) -> tuple[np.ndarray, int]:
+    """The first page of an open TIFF as HxW or HxWxC, and the number of pages."""
     import tifffile
 
     f.seek(0)
     with tifffile.TiffFile(f) as tif:
         page = tif.pages[0]
+        if max_pixels and page.imagewidth * page.imagelength > max_pixels:
+            check_pixels((page.imagewidth, page.imagelength), max_pixels)
         array = page.asarray()
-        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and array.ndim == 3:
             array = np.moveaxis(array, 0, -1)
-    return array if array.ndim == 3 else None
+        return array, len(tif.pages)
+
+
+def _decode_other_tiff(f: BinaryIO, max_pixels: int) -> DecodedImage:
+    """TIFFs Pillow cannot open (float samples, unusual layouts), through tifffile; else not an image."""
+    f.seek(0)
+    if f.read(4) not in (b"II*\0", b"MM\0*"):
+        raise DecodeError("not an image file (unrecognised format)")
+    try:
+        array, pages = _first_tiff_page(f, max_pixels)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(damage_reason(exc)) from None
+    notes = [f"{pages} frames (animated or multi-page): only the first is colourised"] if pages > 1 else []
+    return _from_array(array, "TIFF", None, None, notes)
 
 
 def _tiff_bits(im: Image.Image) -> int:

@@ -4,8 +4,6 @@ The colourisation is batch's: `Colorizer.predict_ab` on the full-resolution L, t
 The grey baseline joins the same L with a = b = 0, so every number stands next to what doing nothing scores.
 """
 
-import csv
-import io
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +16,7 @@ from skimage.transform import resize
 from colorize_cli import metrics
 from colorize_cli.colour import GREY_CHROMA, join_l_ab, mean_chroma, rgb_to_lab
 from colorize_cli.decode import DecodeError, decode
-from colorize_cli.files import walk_images, write_text_atomic
+from colorize_cli.files import walk_images, write_csv_atomic, write_text_atomic
 from colorize_cli.plots import plot_comparison_grid
 from colorize_cli.predictor import Colorizer
 from colorize_cli.registry import ARCHS, DEFAULT_ARCH, load_network
@@ -252,13 +250,9 @@ def write_results(out: Path, result: Evaluation, summary: dict) -> list[Path]:
     """eval.json (`summary` plus the rows), eval.csv (the rows) and grid.png in `out`; returns the paths."""
     out = Path(out)
     rows = [asdict(r) for r in result.rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(EvalRow)], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     written = [out / "eval.json", out / "eval.csv"]
     write_text_atomic(written[0], json.dumps({**summary, "rows": rows}, indent=1, allow_nan=False) + "\n")
-    write_text_atomic(written[1], buffer.getvalue())
+    write_csv_atomic(written[1], rows, [f.name for f in fields(EvalRow)])
     grid = out / "grid.png"
     if result.grid:
         draw_grid(result.grid, grid)

@@ -1,5 +1,7 @@
 """Finding input images and writing outputs atomically."""
 
+import csv
+import io
 import os
 import secrets
 from contextlib import contextmanager
@@ -86,6 +88,15 @@ def atomic_path(path: Path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_csv_atomic(path: Path, records: list[dict], fieldnames: list[str]) -> None:
+    """Records as a CSV file with a header row, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def write_text_atomic(path: Path, text: str) -> None:

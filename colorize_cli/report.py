@@ -1,7 +1,5 @@
 """The batch report: one row per input, written as report.csv and report.json, and a summary."""
 
-import csv
-import io
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -9,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colorize_cli.files import write_text_atomic
+from colorize_cli.files import write_csv_atomic, write_text_atomic
 
 
 @dataclass
@@ -77,10 +75,6 @@ class ColourReport:
     def write(self, folder: Path, seconds: float) -> None:
         folder = Path(folder)
         rows = [asdict(r) for r in self.rows]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(ReportRow)], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(folder / "report.csv", buffer.getvalue())
+        write_csv_atomic(folder / "report.csv", rows, [f.name for f in fields(ReportRow)])
         body = {"summary": self.summary(seconds), "rows": rows}
         write_text_atomic(folder / "report.json", json.dumps(body, indent=1, allow_nan=False, default=str) + "\n")

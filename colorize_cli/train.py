@@ -19,7 +19,7 @@ from colorize_cli.colour import lab_to_rgb, rgb_to_lab, scale_ab, scale_l, unsca
 from colorize_cli.decode import decode
 from colorize_cli.files import atomic_path, walk_images, write_text_atomic
 from colorize_cli.predictor import NETWORK_SIDE, resize_plane
-from colorize_cli.registry import build_network, write_weights
+from colorize_cli.registry import build_network, load_network, write_weights
 
 LOSSES = ("mse", "huber", "rebalanced")
 AB_BIN = 10.0  # a, b histogram bin width for the rebalanced loss (Zhang et al. 2016 use 10)
@@ -44,6 +44,7 @@ class TrainOptions:
     rebalance_lambda: float = 0.5
     warmup_epochs: int = 1
     cache: str | None = None
+    init: str | None = None  # start from these weights (fine-tuning); the optimizer and schedule start afresh
 
 
 @dataclass
@@ -237,6 +238,8 @@ def _train(opts: TrainOptions, world: distributed.World, resume: Path | None, lo
         history = History(**state["history"])
         start_epoch, start_step, best = state["epoch"], state.get("step", 0), state["best_val_loss"]
         partial = (state.get("partial_loss", 0.0), state.get("partial_seen", 0))
+    elif opts.init:
+        net.load_state_dict(load_network(opts.arch, Path(opts.init))[0].state_dict())
     model = world.wrap(net)
     if opts.data is None:
         raise ValueError("--data is required: a folder of colour photos")

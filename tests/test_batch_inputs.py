@@ -366,3 +366,16 @@ def test_decode_refuses_a_directory(tmp_path):
     (tmp_path / "x.jpg").mkdir()
     with pytest.raises(DecodeError, match=r"^not a regular file \(a directory\)$"):
         decode(tmp_path / "x.jpg")
+
+
+def test_a_float_planar_tiff_that_pillow_cannot_open_is_read_with_tifffile(tmp_path):
+    import tifffile
+
+    from colorize_cli.decode import decode
+
+    rgb = np.random.default_rng(0).random((3, 12, 10))
+    tifffile.imwrite(tmp_path / "float.tif", np.stack([rgb, rgb]), photometric="rgb", planarconfig="separate")
+    image = decode(tmp_path / "float.tif")
+    assert image.pixels.shape == (12, 10, 3) and image.bit_depth == 16
+    np.testing.assert_allclose(image.rgb, rgb.transpose(1, 2, 0), atol=1 / 65535)
+    assert "2 frames" in image.notes[0]

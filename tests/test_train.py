@@ -3,7 +3,6 @@
 import json
 
 import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -107,3 +106,19 @@ def test_a_damaged_checkpoint_gives_a_clear_error(tmp_path, tiny_photos, damage)
     result = runner.invoke(app, ["train", "--resume", str(last)])
     assert result.exit_code == 2
     assert "last.pt" in result.output and "Traceback" not in result.output
+
+
+def test_init_starts_from_given_weights(tmp_path, tiny_photos, weights_dir):
+    train(options(tmp_path, tiny_photos, epochs=1, lr=1e-12, init=str(weights_dir / "arch1.pt")), log=lambda m: None)
+    trained = read_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    start, _ = load_network(1, weights_dir / "arch1.pt")
+    for name, value in start.state_dict().items():
+        if value.is_floating_point() and "running" not in name:
+            assert torch.allclose(trained[name], value, atol=1e-6), name
+
+
+def test_init_with_the_wrong_network_is_a_clear_error(tmp_path, tiny_photos, weights_dir):
+    result = runner.invoke(app, ["train", "--arch", "1", "--data", str(tiny_photos), "--epochs", "1",
+                                 "--out", str(tmp_path / "run"), "--init", str(weights_dir / "arch6.pt")])
+    assert result.exit_code == 2
+    assert "arch6.pt" in result.output and "network 6" in result.output

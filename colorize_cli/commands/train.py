@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from colorize_cli.commands.common import fail
+from colorize_cli.registry import WeightsError
 
 
 class Loss(str, Enum):
@@ -41,6 +42,9 @@ def train(
     cache: Annotated[Optional[Path], typer.Option(help="Folder for the decoded-LAB cache "
                                                   "(default $COLORIZE_CACHE or ~/.cache/colorize).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a last.pt checkpoint.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights (a weights file, e.g. the "
+                                                 "shipped models/arch6.pt, or a checkpoint) to fine-tune on "
+                                                 "your photos; optimizer and schedule start afresh.")] = None,
     export: Annotated[Optional[Path], typer.Option(help="After training, write best.pt's weights here "
                                                    "(fp16, state dict + metadata) and record it in "
                                                    "manifest.json beside it.")] = None,
@@ -55,8 +59,9 @@ def train(
 
     given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
                  out=str(out) if out else None, epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
-                 loss=loss.value if loss else None, rebalance_lambda=rebalance_lambda, seed=seed, workers=workers, device=device, amp=amp,
-                 cache=str(cache) if cache else None)
+                 loss=loss.value if loss else None, rebalance_lambda=rebalance_lambda, seed=seed,
+                 workers=workers, device=device, amp=amp, cache=str(cache) if cache else None,
+                 init=str(init) if init else None)
     try:
         if resume:
             opts = training.options_from_checkpoint(resume, given)
@@ -81,7 +86,7 @@ def train(
         if export and distributed.is_main_process():
             entry = training.export_weights(Path(opts.out) / "best.pt", export)
             typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
-    except training.CheckpointError as exc:
+    except (training.CheckpointError, WeightsError) as exc:
         fail(str(exc), 2)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), 2)
