@@ -127,7 +127,7 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
     todo = []
     for job in jobs:
         if job.dest.exists() and not overwrite:
-            emit(ReportRow(str(job.source), str(job.dest), "skipped", notes="output exists (use --overwrite)"))
+            emit(skipped_row(job))
         else:
             todo.append(job)
     per_call = colorizer.batch_size if colorizer.mode == "resize" else 1  # tile mode batches tiles instead
@@ -159,6 +159,11 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
                 batch = []
             drain(in_flight)
         drain(0)
+
+
+def skipped_row(job: Job) -> ReportRow:
+    """The row of a job whose output exists and is kept (no --overwrite)."""
+    return ReportRow(str(job.source), str(job.dest), "skipped", notes="output exists (use --overwrite)")
 
 
 def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: int = 1) -> ColourReport:

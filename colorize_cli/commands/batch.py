@@ -28,6 +28,11 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Backend(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 class OutputFormat(str, Enum):
     keep = "keep"
     jpg = "jpg"
@@ -70,13 +75,27 @@ def batch(
                                              "else there.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary; errors "
                                         "still go to stderr.")] = False,
+    backend: Annotated[Backend, typer.Option(help="local: this machine; dask: chunks of files on the workers "
+                                             "of a Dask cluster (needs the dask extra).")] = Backend.local,
+    scheduler: Annotated[Optional[str], typer.Option(help="--backend dask: a running scheduler, e.g. "
+                                                     "tcp://host:8786; its workers must see INPUT, OUTPUT and "
+                                                     "--weights at the same paths. Default: start a local "
+                                                     "cluster.", show_default=False)] = None,
+    dask_workers: Annotated[Optional[int], typer.Option(help="--backend dask without --scheduler: worker "
+                                                        "processes of the local cluster (default 2).",
+                                                        min=1, show_default=False)] = None,
+    chunk_size: Annotated[Optional[int], typer.Option(help="--backend dask: files per task (default 16).",
+                                                      min=1, show_default=False)] = None,
 ):
     """Colourise images: INPUT... OUTPUT. Writes the images at their original size, report.csv and report.json.
 
     Inputs are only read. Outputs go to a temporary file and are renamed: a killed run leaves none half-written.
     A rerun skips finished outputs. OUTPUT/.colorize.lock keeps two runs off the same OUTPUT.
 
-    Exit codes: 0 all done, 1 some files failed, 2 usage error (options, OUTPUT, weights), 3 OUTPUT locked.
+    With --backend dask the files go to a Dask cluster in chunks; each worker loads the network once.
+
+    Exit codes: 0 all done, 1 some files failed, 2 usage error (options, OUTPUT, weights, dask cluster),
+    3 OUTPUT locked.
     """
     from rich.console import Console
 
@@ -98,8 +117,24 @@ def batch(
         fail("give at least one INPUT and an OUTPUT folder (or --files-from)", EXIT_USAGE)
     if output.exists() and not output.is_dir():
         fail(f"OUTPUT {output} exists and is not a folder", EXIT_USAGE)
-    try:
-        torch_device = pick_device(device.value)
+    dask_options = {"--scheduler": scheduler, "--dask-workers": dask_workers, "--chunk-size": chunk_size}
+    if backend is Backend.local:
+        given = [name for name, value in dask_options.items() if value is not None]
+        if given:
+            fail(f"{given[0]} needs --backend dask", EXIT_USAGE)
+    else:
+        from colorize_cli import scale_out
+
+        if scheduler and dask_workers is not None:
+            fail("--dask-workers sizes the local cluster; a --scheduler cluster has its own workers", EXIT_USAGE)
+        try:
+            scale_out.require_dask()
+            if scheduler:
+                scale_out.check_scheduler(scheduler)
+        except (scale_out.DaskMissing, scale_out.ClusterUnavailable) as exc:
+            fail(str(exc), EXIT_USAGE)
+    try:  # with dask the network is loaded here only to check the weights; each worker picks its own device
+        torch_device = pick_device(device.value if backend is Backend.local else "cpu")
         net, arch = load_network(arch, weights, torch_device)
     except (ValueError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)
@@ -108,7 +143,25 @@ def batch(
         if not quiet:
             err.print(message, markup=False, soft_wrap=True)
 
-    colorizer = Colorizer(net, torch_device, mode.value, batch_size)
+    if backend is Backend.local:
+        colorizer = Colorizer(net, torch_device, mode.value, batch_size)
+        runs_on = str(torch_device)
+
+        def process(planned):
+            run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
+    else:
+        spec = scale_out.NetworkSpec.of(weights, arch, mode.value, batch_size, device.value)
+        n_workers = dask_workers or scale_out.DEFAULT_DASK_WORKERS
+        runs_on = f"dask {scheduler}" if scheduler else f"a local dask cluster of {n_workers} workers"
+        del net  # the workers load their own
+
+        def process(planned):
+            try:
+                scale_out.run_on_dask(planned, spec, report, overwrite, max_pixels, on_row, jobs, scheduler,
+                                      n_workers, chunk_size or scale_out.DEFAULT_CHUNK_SIZE, quiet)
+            except scale_out.ClusterUnavailable as exc:
+                fail(str(exc), EXIT_USAGE)
+            remove_stale_temps(output)  # a worker killed mid-write leaves its temporary file; dask redid the chunk
     report = ColourReport()
     show_bar = not (quiet or json_lines) and sys.stderr.isatty()
     bar = task = None
@@ -144,9 +197,9 @@ def batch(
 
                 with Progress(console=err, transient=True) as bar:
                     task = bar.add_task("colourising", total=len(planned))
-                    run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
+                    process(planned)
             else:
-                run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
+                process(planned)
             seconds = time.perf_counter() - started
             report.write(output, seconds)
     except Locked as exc:
@@ -156,6 +209,6 @@ def batch(
     summary = report.summary(seconds)
     mean = f", mean MSE {summary['mean_mse']:.5f} ({summary['mean_psnr']:.2f} dB)" if summary["mean_mse"] is not None else ""
     say(f"{summary['images']} images: {summary['ok']} colourised, {summary['skipped']} skipped, "
-        f"{summary['failed']} failed{mean}, {seconds:.1f}s, network {arch} on {torch_device}; "
+        f"{summary['failed']} failed{mean}, {seconds:.1f}s, network {arch} on {runs_on}; "
         f"report in {output / 'report.csv'}")
     raise typer.Exit(EXIT_FAILED if summary["failed"] else EXIT_OK)
