@@ -10,22 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.common import fail
+from colorize_cli.commands.common import Device, Mode, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 DEFAULT_JOBS = 2
-
-
-class Mode(str, Enum):
-    resize = "resize"
-    tile = "tile"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
 
 
 class Backend(str, Enum):

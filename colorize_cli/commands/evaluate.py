@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.batch import Device, Mode
-from colorize_cli.commands.common import fail
+from colorize_cli.commands.common import Device, Mode, fail
 
 EXIT_OK, EXIT_USAGE = 0, 2
 ALL = "all"
