@@ -89,7 +89,7 @@ def prepare(job: Job, max_pixels: int) -> Prepared:
     return Prepared(job, image, l_of_pixels(image.pixels), has_colour, started)
 
 
-def has_chroma(pixels: np.ndarray, sample: int = 65536) -> bool:
+def has_chroma(pixels: np.ndarray, sample: int = 4096) -> bool:
     """Whether an RGB image has colour (grey stored as RGB has none), judged on about `sample` pixels."""
     h, w = pixels.shape[:2]
     step = max(1, int((h * w / sample) ** 0.5))
