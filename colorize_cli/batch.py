@@ -112,6 +112,17 @@ def finish(item: Prepared, ab: np.ndarray, mode: str) -> ReportRow:
     return row
 
 
+def jobs_to_do(jobs: Iterable[Job], overwrite: bool, emit: Callable[[ReportRow], None]) -> list[Job]:
+    """The jobs still to do; each one whose output exists (unless `overwrite`) is emitted as skipped."""
+    todo = []
+    for job in jobs:
+        if job.dest.exists() and not overwrite:
+            emit(skipped_row(job))
+        else:
+            todo.append(job)
+    return todo
+
+
 def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, overwrite: bool = False,
               max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
               workers: int = 1) -> None:
@@ -124,12 +135,7 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
         report.add(row)
         on_row(row)
 
-    todo = []
-    for job in jobs:
-        if job.dest.exists() and not overwrite:
-            emit(skipped_row(job))
-        else:
-            todo.append(job)
+    todo = jobs_to_do(jobs, overwrite, emit)
     per_call = colorizer.batch_size if colorizer.mode == "resize" else 1  # tile mode batches tiles instead
     in_flight = per_call + workers
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="colorize") as pool:

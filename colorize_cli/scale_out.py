@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from colorize_cli.batch import Job, describe, run_batch, skipped_row
+from colorize_cli.batch import Job, describe, jobs_to_do, run_batch
 from colorize_cli.decode import DEFAULT_MAX_PIXELS
 from colorize_cli.predictor import Colorizer, pick_device
 from colorize_cli.registry import ARCHS, WeightsError, load_network, models_dir, sha256_of
@@ -155,12 +155,7 @@ def run_on_dask(jobs: Sequence[Job], spec: NetworkSpec, report: ColourReport, ov
         report.add(row)
         on_row(row)
 
-    todo = []
-    for job in jobs:
-        if job.dest.exists() and not overwrite:
-            emit(skipped_row(job))
-        else:
-            todo.append(job)
+    todo = jobs_to_do(jobs, overwrite, emit)
     if not todo:
         return
     # workers get absolute paths; the rows keep the names the user gave, as in a local run
