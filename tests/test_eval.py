@@ -161,3 +161,13 @@ def test_missing_weights_file_for_arch_all(weights_dir, photo_dir, tmp_path):
 def test_bad_arch_is_a_usage_error():
     result = run("--arch", "seven")
     assert result.exit_code == 2 and "--arch seven" in result.stderr
+
+
+def test_a_failure_while_evaluating_is_one_clear_line(tmp_path, weights_dir, monkeypatch):
+    def out_of_memory(self, ls):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr("colorize_cli.predictor.Colorizer.predict_ab", out_of_memory)
+    result = CliRunner().invoke(app, ["eval", "--weights", str(weights_dir / "arch1.pt"), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 1
+    assert "evaluation stopped: CUDA out of memory" in result.output and "Traceback" not in result.output

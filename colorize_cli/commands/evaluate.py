@@ -8,7 +8,7 @@ import typer
 
 from colorize_cli.commands.common import Device, Mode, fail
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALL = "all"
 FORMATS = {"mse": ".5f", "psnr": ".2f", "ssim": ".4f", "ciede2000": ".2f", "colourfulness": ".1f"}
 HEADINGS = {"mse": "MSE", "psnr": "PSNR dB", "ssim": "SSIM", "ciede2000": "ΔE2000", "colourfulness": "colourful"}
@@ -101,7 +101,11 @@ def evaluate(
     source = evaluation.SAMPLE_DATA if data is None else str(data)
     with err.status("evaluating") if err.is_terminal else nullcontext() as status:
         progress = (lambda name: status.update(f"evaluated {name}")) if status else (lambda name: None)
-        result = evaluation.evaluate(colorizers, photos, skipped, grid_images, on_image=progress)
+        try:
+            result = evaluation.evaluate(colorizers, photos, skipped, grid_images, on_image=progress)
+        except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on the device: say so in one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            fail(f"evaluation stopped: {first[:200]} (try a smaller --batch-size or --mode tile)", EXIT_FAILED)
     if not result.rows:
         counts = ", ".join(f"{n} {why}" for why, n in skipped.items() if n) or "none"
         fail(f"{source}: no colour photos to evaluate (skipped: {counts})", EXIT_USAGE)
