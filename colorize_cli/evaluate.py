@@ -151,7 +151,7 @@ def _decode_photos(folder: Path, paths: list[Path], skipped: Counter, warn) -> I
             skipped["unreadable"] += 1
             warn(f"{path}: {exc}; skipped")
             continue
-        photo = colour_photo(name, image.rgb) if image.rgb is not None else None
+        photo = None if image.is_grey else colour_photo(name, image.rgb)
         if photo is None:
             skipped["grey"] += 1
             warn(f"{path}: grey image, no colours to compare with; skipped")

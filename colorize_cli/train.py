@@ -66,7 +66,7 @@ def default_cache_dir() -> Path:
 def _lab_of(path: str, size: int, mtime_ns: int) -> np.ndarray:
     """LAB of one photo as float16 (cached on disk by path, size and mtime)."""
     image = decode(Path(path))
-    rgb = image.rgb if image.rgb is not None else np.repeat(image.grey[..., None], 3, axis=2)
+    rgb = np.repeat(image.grey[..., None], 3, axis=2) if image.is_grey else image.rgb
     return rgb_to_lab(rgb).astype(np.float16)
 
 
