@@ -28,16 +28,6 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1] -> the L channel of LAB, float32 HxW."""
-    return rgb_to_lab(rgb)[..., 0]
-
-
-def grey_to_l(grey: np.ndarray) -> np.ndarray:
-    """Grey values in [0, 1] (HxW) -> L, exactly as for an RGB image with r = g = b."""
-    return rgb_to_l(np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2))
-
-
 def join_l_ab(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """Original-resolution L (HxW) and a, b (HxWx2) -> RGB in [0, 1]."""
     return lab_to_rgb(np.concatenate([l[..., None], ab], axis=2))

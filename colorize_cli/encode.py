@@ -17,7 +17,6 @@ FORMATS = {
     ".bmp": ("BMP", False, False),
     ".webp": ("WEBP", True, False),
 }
-FORMAT_CHOICES = ("keep", "jpg", "png")
 
 
 def output_suffix(source: Path, fmt: str = "keep") -> str:

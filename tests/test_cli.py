@@ -46,13 +46,13 @@ def test_batch_mirrors_the_tree_at_each_input_size(tmp_path, photo_dir, weights_
 
 
 def test_output_keeps_the_original_l(tmp_path, photo_dir, weights_dir):
-    from colorize_cli.colour import rgb_to_l
+    from colorize_cli.colour import rgb_to_lab
 
     out = tmp_path / "out"
     run("batch", photo_dir / "astronaut.png", out, "--weights", weights_dir / "arch6.pt")
     original = iio.imread(photo_dir / "astronaut.png").astype(np.float32) / 255
     coloured = iio.imread(out / "astronaut.png").astype(np.float32) / 255
-    l_in, l_out = rgb_to_l(original), rgb_to_l(coloured)
+    l_in, l_out = rgb_to_lab(original)[..., 0], rgb_to_lab(coloured)[..., 0]
     mid = (l_in > 25) & (l_in < 80)
     assert np.median(np.abs(l_in - l_out)[mid]) < 1.0
 
