@@ -73,6 +73,23 @@ class UNet(ColorizerNet):
         self.ups = nn.ModuleList(ups)
         self.last = nn.ConvTranspose2d(2 * widths[0], 2, 4, 2, 1)
         self.output = nn.Conv2d(3, 2, 3, 1, 1)
+        self.init_output()
+
+    @torch.no_grad()
+    def init_output(self) -> None:
+        """Start the ReLU before the output conv in its linear range, so that it cannot die.
+
+        With PyTorch's default init the two ReLU channels go negative everywhere within a few
+        hundred steps and the network collapses to a 3x3 conv of L. Here `last` starts small with
+        bias +1 and the output conv passes channel c to output c with bias -1: a, b start near 0
+        and a channel only stops passing gradient if the prediction reaches -1 (a, b of -110).
+        """
+        self.last.weight.mul_(0.1)
+        self.last.bias.fill_(1.0)
+        self.output.weight.zero_()
+        self.output.weight[0, 0, 1, 1] = 1.0
+        self.output.weight[1, 1, 1, 1] = 1.0
+        self.output.bias.fill_(-1.0)
 
     def layers_forward(self, x):
         skips = []

@@ -108,10 +108,17 @@ def load_network(arch: int | None = None, weights: Path | None = None, device: s
     return net.to(device).eval(), arch
 
 
+HALF_FROM = 4096  # tensors this large or larger are stored in fp16; biases, batch norm and small convs stay fp32
+
+
 def write_weights(net: nn.Module, arch: int, dest: Path, meta: dict | None = None, half: bool = True) -> dict:
-    """Save `net` as a weights-only file (state dict + metadata), fp16 by default; record its sha256 in
-    manifest.json beside it. Returns the manifest entry."""
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    """Save `net` as a weights-only file (state dict + metadata), its large tensors in fp16 by default;
+    record its sha256 in manifest.json beside it. Returns the manifest entry.
+
+    Small tensors stay fp32: the U-Nets' last layers carry values near 1 (see `UNet.init_output`),
+    where fp16's step of 1e-3 would show in the output."""
+    state = {k: (v.half() if half and v.is_floating_point() and v.numel() >= HALF_FROM else v)
+             for k, v in net.state_dict().items()}
     meta = {**(meta or {}), "arch": arch, "storage": "float16" if half else "float32"}
     dest = Path(dest)
     with atomic_path(dest) as tmp:

@@ -76,3 +76,33 @@ def test_autoencoders_can_predict_negative_ab(arch):
 def test_registry_covers_six_networks_with_weights_files():
     assert sorted(ARCHS) == [1, 2, 3, 4, 5, 6]
     assert [ARCHS[n].weights_file for n in ARCHS] == [f"arch{n}.pt" for n in range(1, 7)]
+
+
+def last_relu_pass_rate(net: nn.Module, steps: int) -> float:
+    """Train `steps` Adam steps on a mapping that needs both signs of a, b; the share of pixels the
+    ReLU before the output conv passes on the last step."""
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    seen = []
+    net.last.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    for _ in range(steps):
+        l = torch.rand(4, 1, 32, 32) * 2 - 1
+        target = torch.cat([0.3 * torch.sin(3 * l), 0.3 * torch.cos(3 * l) - 0.15], dim=1)
+        loss = ((net(l) - target) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return (seen[-1] > 0).float().mean().item()
+
+
+@pytest.mark.parametrize("arch", [3, 6])
+def test_unet_relu_before_the_output_conv_stays_alive_in_training(arch):
+    """With PyTorch's default init this ReLU dies and the U-Net collapses to a 3x3 conv of L."""
+    assert last_relu_pass_rate(build_network(arch), steps=40) > 0.99
+
+
+def test_unet_starts_near_grey():
+    net = build_network(6).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 1, 64, 64) * 2 - 1)
+    assert out.abs().mean() < 0.2
