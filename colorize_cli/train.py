@@ -40,8 +40,9 @@ class TrainOptions:
     workers: int = 0
     device: str = "auto"
     amp: bool = True
-    loss: str = "mse"
+    loss: str = "huber"  # of the losses measured, the one that meets the quality bar (models/README.md)
     rebalance_lambda: float = 0.5
+    huber_delta: float = 0.2
     warmup_epochs: int = 1
     cache: str | None = None
     init: str | None = None  # start from these weights (fine-tuning); the optimizer and schedule start afresh
@@ -129,12 +130,12 @@ def ab_prior_weights(photos, lam: float) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def loss_fn(name: str, prior: torch.Tensor | None):
+def loss_fn(name: str, prior: torch.Tensor | None, huber_delta: float = 0.2):
     """Loss on scaled a, b: the design's MSE, Huber, or MSE weighted by the rarity of the true a, b."""
     if name == "mse":
         return lambda pred, target: F.mse_loss(pred, target)
     if name == "huber":
-        return lambda pred, target: F.smooth_l1_loss(pred, target, beta=0.1)
+        return lambda pred, target: F.huber_loss(pred, target, delta=huber_delta) / huber_delta
     if name == "rebalanced":
 
         def rebalanced(pred, target):
@@ -252,7 +253,7 @@ def _train(opts: TrainOptions, world: distributed.World, resume: Path | None, lo
     prior = state["ab_prior"] if state and state.get("ab_prior") is not None else None
     if opts.loss == "rebalanced" and prior is None:
         prior = ab_prior_weights(photos, opts.rebalance_lambda)
-    criterion = loss_fn(opts.loss, prior)
+    criterion = loss_fn(opts.loss, prior, opts.huber_delta)
     use_amp = opts.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     batch = max(1, opts.batch_size // world.size)  # per process

@@ -122,3 +122,14 @@ def test_init_with_the_wrong_network_is_a_clear_error(tmp_path, tiny_photos, wei
                                  "--out", str(tmp_path / "run"), "--init", str(weights_dir / "arch6.pt")])
     assert result.exit_code == 2
     assert "arch6.pt" in result.output and "network 6" in result.output
+
+
+def test_huber_is_squared_below_delta_and_linear_above():
+    from colorize_cli.train import loss_fn
+
+    huber = loss_fn("huber", None, huber_delta=0.2)
+    zero = torch.zeros(1, 2, 1, 1)
+    small, large = torch.full_like(zero, 0.1), torch.full_like(zero, 1.2)
+    assert huber(small, zero).item() == pytest.approx(0.5 * 0.1**2 / 0.2)
+    assert huber(large, zero).item() == pytest.approx(1.2 - 0.1)
+    assert loss_fn("mse", None)(large, zero).item() == pytest.approx(1.44)

@@ -28,12 +28,16 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (peak of the cosine schedule).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Crops per step.", min=1)] = None,
     crop: Annotated[Optional[int], typer.Option(help="Side of the random training crops.", min=16)] = None,
-    loss: Annotated[Optional[Loss], typer.Option(help="mse (the design's), huber, or rebalanced "
+    loss: Annotated[Optional[Loss], typer.Option(help="huber (default: squared below --huber-delta, "
+                                                 "linear above), mse (the design's), or rebalanced "
                                                  "(MSE weighted by the rarity of the true a,b).")] = None,
     rebalance_lambda: Annotated[Optional[float], typer.Option(help="For --loss rebalanced: mix of the a,b "
                                                               "prior with a uniform one; 1 = plain MSE, "
                                                               "0.5 = Zhang et al. (default 0.5).",
                                                               min=0.0, max=1.0)] = None,
+    huber_delta: Annotated[Optional[float], typer.Option(help="For --loss huber: errors of scaled a,b (a,b/110) "
+                                                         "above this count linearly, below it squared "
+                                                         "(default 0.2).", min=0.001)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Torch threads for training (0: torch's default).",
                                                    min=0)] = None,
@@ -59,7 +63,8 @@ def train(
 
     given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
                  out=str(out) if out else None, epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
-                 loss=loss.value if loss else None, rebalance_lambda=rebalance_lambda, seed=seed,
+                 loss=loss.value if loss else None, rebalance_lambda=rebalance_lambda,
+                 huber_delta=huber_delta, seed=seed,
                  workers=workers, device=device, amp=amp, cache=str(cache) if cache else None,
                  init=str(init) if init else None)
     try:
