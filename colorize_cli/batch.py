@@ -1,7 +1,5 @@
 """`colorize batch` as a library: plan input -> output paths, colourise each file, report every one."""
 
-import ctypes
-import ctypes.util
 import os
 import time
 from collections import deque
@@ -125,21 +123,6 @@ def jobs_to_do(jobs: Iterable[Job], overwrite: bool, emit: Callable[[ReportRow],
     return todo
 
 
-MMAP_THRESHOLD = 1 << 20
-
-
-def return_large_blocks_to_the_os() -> None:
-    """Have glibc serve blocks of 1 MiB and more with mmap, so a freed image or activation goes back to
-    the OS at once. By default glibc raises that threshold to 32 MiB as the run goes on and keeps freed
-    blocks in per-thread arenas, and peak memory creeps up with the number of images. No-op elsewhere."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (also stops the dynamic raising)
-    except (OSError, AttributeError, TypeError):
-        pass
-
-
 def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, overwrite: bool = False,
               max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
               workers: int = 1) -> None:
@@ -152,7 +135,6 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
         report.add(row)
         on_row(row)
 
-    return_large_blocks_to_the_os()
     todo = jobs_to_do(jobs, overwrite, emit)
     per_call = colorizer.batch_size if colorizer.mode == "resize" else 1  # tile mode batches tiles instead
     in_flight = per_call + workers

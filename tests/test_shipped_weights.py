@@ -40,3 +40,36 @@ def test_a_replaced_shipped_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("colorize_cli.registry.models_dir", lambda: copy)
     with pytest.raises(WeightsError, match="sha256"):
         load_network(1)
+
+
+@pytest.mark.parametrize("arch", [3, 4, 5, 6])
+def test_shipped_unets_use_their_whole_decoder(arch):
+    """The ReLU before the output conv passes most pixels of a real photo: the network has not
+    collapsed to a 3x3 conv of L (what a dead ReLU there leaves)."""
+    import torch
+
+    from colorize_cli.colour import rgb_to_lab, scale_l
+
+    net, _ = load_network(arch)
+    seen = []
+    net.last.register_forward_hook(lambda m, i, out: seen.append(out))
+    lab = rgb_to_lab(small_photo("coffee", (128, 160)) / 255.0)
+    with torch.no_grad():
+        net(scale_l(torch.from_numpy(lab[None, None, :, :, 0]).float()))
+    assert (seen[0] > 0).float().mean() > 0.5
+
+
+def test_shipped_network_6_colours_sample_photos_better_than_grey():
+    """On scikit-image's colour photos (not used in training) network 6 beats leaving them grey on the
+    design's MSE and on CIEDE2000, and adds visible colour."""
+    from collections import Counter
+
+    from colorize_cli import evaluate as evaluation
+
+    colorizers = evaluation.load_colorizers([6])
+    result = evaluation.evaluate(colorizers, evaluation.load_samples(Counter()), grid_images=0)
+    summary = evaluation.summarise(result.rows)
+    assert summary["images"] >= 6
+    assert summary["difference"]["mse"] < 0
+    assert summary["difference"]["ciede2000"] < 0
+    assert summary["colourfulness_ratio"] > 0.15
