@@ -130,7 +130,7 @@ def ab_prior_weights(photos, lam: float) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def loss_fn(name: str, prior: torch.Tensor | None, huber_delta: float = 0.2):
+def loss_fn(name: str, prior: torch.Tensor | None, huber_delta: float = TrainOptions.huber_delta):
     """Loss on scaled a, b: the design's MSE, Huber, or MSE weighted by the rarity of the true a, b."""
     if name == "mse":
         return lambda pred, target: F.mse_loss(pred, target)

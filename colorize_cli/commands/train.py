@@ -50,7 +50,7 @@ def train(
                                                  "shipped models/arch6.pt, or a checkpoint) to fine-tune on "
                                                  "your photos; optimizer and schedule start afresh.")] = None,
     export: Annotated[Optional[Path], typer.Option(help="After training, write best.pt's weights here "
-                                                   "(fp16, state dict + metadata) and record it in "
+                                                   "(state dict, large tensors in fp16, + metadata) and record it in "
                                                    "manifest.json beside it.")] = None,
     ddp: Annotated[bool, typer.Option("--ddp", help="Train in --nproc processes with DistributedDataParallel "
                                       "(launches torchrun; --batch-size stays the crops per step over all).")] = False,
