@@ -325,6 +325,7 @@ def options_from_checkpoint(path: Path, overrides: dict) -> TrainOptions:
     saved = read_checkpoint(path)["options"]
     fields = TrainOptions.__dataclass_fields__
     merged = {k: v for k, v in saved.items() if k in fields}
+    merged.setdefault("huber_delta", 0.1)  # checkpoints from before --huber-delta: Huber's delta was 0.1
     merged.update({k: v for k, v in overrides.items() if v is not None})
     return TrainOptions(**merged)
 

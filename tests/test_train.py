@@ -133,3 +133,17 @@ def test_huber_is_squared_below_delta_and_linear_above():
     assert huber(small, zero).item() == pytest.approx(0.5 * 0.1**2 / 0.2)
     assert huber(large, zero).item() == pytest.approx(1.2 - 0.1)
     assert loss_fn("mse", None)(large, zero).item() == pytest.approx(1.44)
+
+
+def test_resume_keeps_each_runs_huber_delta(tmp_path, tiny_photos):
+    """A run keeps its own delta; a checkpoint from before --huber-delta existed resumes with its 0.1."""
+    from colorize_cli.train import options_from_checkpoint
+
+    train(options(tmp_path, tiny_photos, epochs=1, huber_delta=0.3), log=lambda m: None)
+    last = tmp_path / "run" / "last.pt"
+    assert options_from_checkpoint(last, {}).huber_delta == 0.3
+    state = torch.load(last, weights_only=True)
+    del state["options"]["huber_delta"]
+    torch.save(state, last)
+    assert options_from_checkpoint(last, {}).huber_delta == 0.1
+    assert options_from_checkpoint(last, {"huber_delta": 0.2}).huber_delta == 0.2
