@@ -1,11 +1,13 @@
 """Batch throughput and memory: the network alone against `colorize batch` on the same images.
 
-    python benchmarks/bench_batch.py [--weights PATH] [--small 24] [--big 3] [--huge] [--repeats 3]
+    python benchmarks/bench_batch.py [--weights PATH] [--small 24] [--many 1000] [--big 3] [--huge] [--repeats 3]
 
 Makes its own inputs in a temporary folder: 400x400 JPEGs from scikit-image's photos, synthetic
 12-megapixel JPEG photos, and (with --huge) a 50-megapixel one for tile mode. Each scenario runs in
-a fresh child process, which reports its time (model loading excluded) and its peak RSS. Figures
-are medians over --repeats runs. Printed: images/s of the network alone and of the whole batch
+a fresh child process, which reports its time (model loading excluded) and its peak RSS. The network
+alone and the whole batch run in alternating rounds in one process (this machine's speed drifts by
+20% over minutes, so a ratio is only fair between neighbours); the ratio is the median of the
+rounds' ratios. Other figures are medians over --repeats runs. Printed: images/s of the network alone and of the whole batch
 (decode to encoded file on disk, report included), their ratio, seconds per 12 MP photo, and peak
 RSS for 10 vs --many (1,000) images and for the 50 MP tile run.
 """
@@ -72,27 +74,53 @@ def colorize_folder(folder: Path, output: Path, colorizer, jobs: int):
 
 
 def child(args) -> None:
-    """One scenario in this process; prints a JSON line with seconds and peak RSS."""
+    """One scenario in this process; prints a JSON line with its figures and peak RSS."""
     import torch
 
-    from colorize_cli.predictor import NETWORK_SIDE, Colorizer
+    from colorize_cli.predictor import Colorizer
     from colorize_cli.registry import load_network
+
+    try:
+        from colorize_cli.heap import keep_freed_buffers
+    except ImportError:  # a checkout from before it existed (the baseline)
+        def keep_freed_buffers():
+            return False
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
+    if not args.default_heap:
+        keep_freed_buffers()  # as `colorize batch` does
     net, _ = load_network(None, Path(args.weights))
     colorizer = Colorizer(net, "cpu", args.mode, args.batch_size)
-    started = time.perf_counter()
-    if args.scenario == "network":
-        count = len(list(Path(args.input).glob("*.jpg")))
-        l = torch.rand(count, 1, NETWORK_SIDE, NETWORK_SIDE) * 100
-        colorizer.run_network(l[: args.batch_size])  # warm-up
+    if args.scenario == "throughput":
+        figures = alternate_rounds(colorizer, Path(args.input), Path(args.output), args.jobs, args.rounds)
+    else:
+        started = time.perf_counter()
+        count = len(colorize_folder(Path(args.input), Path(args.output), colorizer, args.jobs).rows)
+        figures = {"seconds": time.perf_counter() - started, "count": count}
+    print(json.dumps({**figures, "batch_size": colorizer.batch_size, "rss_mib": peak_rss_mib()}))
+
+
+def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: int) -> dict:
+    """Images/s of the network alone (on the images' L, decoded beforehand) and of the whole batch on the
+    same folder, in alternating rounds after one untimed round of each, so both see the machine alike."""
+    import torch
+
+    from colorize_cli.colour import l_of_pixels
+    from colorize_cli.decode import decode
+
+    files = sorted(folder.glob("*.jpg"))
+    count = len(files)
+    l = torch.stack([torch.from_numpy(l_of_pixels(decode(f, 0).pixels)) for f in files])[:, None]
+    network, batch = [], []
+    for r in range(rounds + 1):
         started = time.perf_counter()
         colorizer.run_network(l)
-    else:
-        count = len(colorize_folder(Path(args.input), Path(args.output), colorizer, args.jobs).rows)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "count": count, "rss_mib": peak_rss_mib()}))
+        network.append(count / (time.perf_counter() - started))
+        started = time.perf_counter()
+        colorize_folder(folder, output / f"round{r}", colorizer, jobs)
+        batch.append(count / (time.perf_counter() - started))
+    return {"network": network[1:], "batch": batch[1:]}
 
 
 def peak_rss_mib() -> float:
@@ -107,12 +135,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, mode="resize", batch_size=4, jobs=2,
-              torch_threads=None):
+def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mode="resize") -> dict:
     cmd = [sys.executable, __file__, "--child", scenario, "--input", str(input_dir), "--output", str(out),
-           "--weights", str(weights), "--mode", mode, "--batch-size", str(batch_size), "--jobs", str(jobs)]
-    if torch_threads:
-        cmd += ["--torch-threads", str(torch_threads)]
+           "--weights", str(weights), "--mode", mode, "--jobs", str(args.jobs), "--rounds", str(args.repeats)]
+    for flag, value in (("--batch-size", args.batch_size), ("--torch-threads", args.torch_threads)):
+        if value:
+            cmd += [flag, str(value)]
+    if args.default_heap:
+        cmd.append("--default-heap")
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
@@ -132,13 +162,15 @@ def main():
     parser.add_argument("--big", type=int, default=3)
     parser.add_argument("--huge", action="store_true", help="also a 50 MP photo in tile mode")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, help="images per network call (default: colorize's own)")
     parser.add_argument("--jobs", type=int, default=2, help="decode/encode threads, as `colorize batch --jobs`")
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--default-heap", action="store_true", help="leave glibc's malloc settings as they are")
     parser.add_argument("--child")
     parser.add_argument("--input")
     parser.add_argument("--output")
     parser.add_argument("--mode", default="resize")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.child:
         args.scenario = args.child
@@ -157,28 +189,25 @@ def main():
             weights = tmp / "arch6.pt"
             write_weights(build_network(6), 6, weights)  # timing does not depend on the values
         dirs = make_inputs(tmp / "in", args.small, args.many, args.big, args.huge)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch size {args.batch_size}, "
-              f"jobs {args.jobs}, torch threads {args.torch_threads or torch.get_num_threads()}, medians of {args.repeats} runs")
-        net = median_of(args.repeats, lambda i: run_child("network", dirs["small"], tmp / f"n{i}", weights,
-                                                          batch_size=args.batch_size, torch_threads=args.torch_threads))
-        batch = median_of(args.repeats, lambda i: run_child("batch", dirs["small"], tmp / f"b{i}", weights,
-                                                            batch_size=args.batch_size, jobs=args.jobs, torch_threads=args.torch_threads))
-        net_rate, batch_rate = net["count"] / net["seconds"], batch["count"] / batch["seconds"]
-        print(f"400x400 JPEG, resize: network alone {net_rate:.2f} images/s, batch {batch_rate:.2f} images/s, "
-              f"ratio {batch_rate / net_rate:.2f}")
+        throughput = run_child("throughput", dirs["small"], tmp / "t", weights, args)
+        print(f"torch {torch.__version__}, batch size {throughput['batch_size']}, jobs {args.jobs}, torch threads "
+              f"{args.torch_threads or torch.get_num_threads()}, heap {'glibc default' if args.default_heap else 'kept'}, "
+              f"medians of {args.repeats} runs")
+        ratios = [b / n for n, b in zip(throughput["network"], throughput["batch"])]
+        print(f"400x400 JPEG, resize: network alone {statistics.median(throughput['network']):.2f} images/s, "
+              f"batch {statistics.median(throughput['batch']):.2f} images/s, ratio {statistics.median(ratios):.2f} "
+              f"(rounds {min(ratios):.2f} to {max(ratios):.2f})")
         if args.big:
-            big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights,
-                                                              batch_size=args.batch_size, jobs=args.jobs, torch_threads=args.torch_threads))
+            big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights, args))
             print(f"12 MP JPEG, resize: {big['seconds'] / big['count']:.3f} s per photo, "
                   f"peak RSS {big['rss_mib']:.0f} MiB")
-        few = run_child("batch", dirs["small10"], tmp / "m10", weights, jobs=args.jobs, torch_threads=args.torch_threads)
-        many = run_child("batch", dirs["many"], tmp / "many", weights, jobs=args.jobs, torch_threads=args.torch_threads)
+        few = median_of(args.repeats, lambda i: run_child("batch", dirs["small10"], tmp / f"m10-{i}", weights, args))
+        many = median_of(args.repeats, lambda i: run_child("batch", dirs["many"], tmp / f"many{i}", weights, args))
         print(f"peak RSS: 10 images {few['rss_mib']:.0f} MiB, {args.many} images {many['rss_mib']:.0f} MiB, "
               f"ratio {many['rss_mib'] / few['rss_mib']:.2f}")
         if args.huge:
-            huge = run_child("batch", dirs["huge"], tmp / "h", weights, mode="tile", jobs=args.jobs, torch_threads=args.torch_threads)
+            huge = run_child("batch", dirs["huge"], tmp / "h", weights, args, mode="tile")
             print(f"50 MP JPEG, tile: {huge['seconds']:.2f} s, peak RSS {huge['rss_mib']:.0f} MiB")
-
 
 if __name__ == "__main__":
     main()

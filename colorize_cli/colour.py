@@ -114,10 +114,7 @@ def l_of_pixels(pixels: np.ndarray, rows: int = 64) -> np.ndarray:
 
 def _f_inverse(f: np.ndarray) -> np.ndarray:
     """Inverse of lab_f, in float32."""
-    out = (f - np.float32(16.0 / 116.0)) * np.float32(1 / 7.787)
-    big = f > 0.2068966
-    out[big] = f[big] ** 3
-    return out
+    return np.where(f > np.float32(0.2068966), f * f * f, (f - np.float32(16.0 / 116.0)) * np.float32(1 / 7.787))
 
 
 def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 64) -> np.ndarray:
@@ -128,18 +125,21 @@ def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 64) 
     h, w = l.shape
     out = np.empty((h, w, 3), np.uint8 if bits == 8 else np.uint16)
     encode = TABLES[bits][2]
-    to_codes = _RGB_FROM_XYZ * np.float32(_ENCODE_STEPS - 1)
+    to_codes = _RGB_FROM_XYZ * _WHITE[None, :] * np.float32(_ENCODE_STEPS - 1)
+    codes = np.empty((min(rows, h), w), np.intp)
     for y0 in range(0, h, rows):
         band = slice(y0, y0 + rows)
         fy = (l[band] + np.float32(16.0)) * np.float32(1 / 116.0)
-        x = _f_inverse(fy + ab[band, :, 0] * np.float32(1 / 500.0)) * _WHITE[0]
-        y = _f_inverse(fy) * _WHITE[1]
-        z = _f_inverse(np.maximum(fy - ab[band, :, 1] * np.float32(1 / 200.0), 0)) * _WHITE[2]
+        x = _f_inverse(fy + ab[band, :, 0] * np.float32(1 / 500.0))
+        y = _f_inverse(fy)
+        z = _f_inverse(np.maximum(fy - ab[band, :, 1] * np.float32(1 / 200.0), 0))
+        n = len(fy)
         for c in range(3):
             v = to_codes[c, 0] * x
             v += to_codes[c, 1] * y
             v += to_codes[c, 2] * z
             v += 0.5
             np.clip(v, 0, _ENCODE_STEPS - 1, out=v)
-            out[band, :, c] = encode[v.astype(np.int32)]
+            np.copyto(codes[:n], v, casting="unsafe")  # truncation: v was offset by 0.5 to round
+            np.take(encode, codes[:n], out=out[band, :, c])
     return out

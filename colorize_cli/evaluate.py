@@ -163,7 +163,7 @@ def _decode_photos(folder: Path, paths: list[Path], skipped: Counter, warn) -> I
 
 
 def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, weights_dir: Path | None = None,
-                    device="cpu", mode: str = "resize", batch_size: int = 4) -> dict[int, Colorizer]:
+                    device="cpu", mode: str = "resize", batch_size: int | None = None) -> dict[int, Colorizer]:
     """Network number -> Colorizer: from `weights`, from archN.pt in `weights_dir`, or the shipped weights.
     Raises WeightsError naming a missing or bad file."""
     colorizers = {}

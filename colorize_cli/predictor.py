@@ -11,6 +11,8 @@ from colorize_cli.colour import scale_l, unscale_ab
 
 NETWORK_SIDE = 400
 MODES = ("resize", "tile")
+CPU_BATCH_SIZE = 1  # fastest on CPU and flat in memory (benchmarks/README.md); GPUs get more per call
+ACCELERATOR_BATCH_SIZE = 4
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -28,6 +30,11 @@ def pick_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {name}: choose auto, cpu, cuda or mps")
     return torch.device(name)
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Images (or tiles) per network call when none is given: 1 on CPU, 4 on a GPU."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
 def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -73,14 +80,14 @@ class Colorizer:
     """Owns a network, its device, and how an image is fitted to the network's 400x400 input."""
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu", mode: str = "resize",
-                 batch_size: int = 4, overlap: int = 64, half: bool | None = None):
+                 batch_size: int | None = None, overlap: int = 64, half: bool | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.device = torch.device(device)
         self.half = self.device.type == "cuda" if half is None else half  # float16 on CUDA: within 1e-2
         self.net = net.to(self.device).eval()
         self.mode = mode
-        self.batch_size = max(1, batch_size)
+        self.batch_size = default_batch_size(self.device) if batch_size is None else max(1, batch_size)
         self.overlap = overlap
 
     @torch.inference_mode()

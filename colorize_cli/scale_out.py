@@ -20,6 +20,7 @@ from pathlib import Path
 
 from colorize_cli.batch import Job, describe, jobs_to_do, run_batch
 from colorize_cli.decode import DEFAULT_MAX_PIXELS
+from colorize_cli.heap import keep_freed_buffers
 from colorize_cli.predictor import Colorizer, pick_device
 from colorize_cli.registry import ARCHS, WeightsError, load_network, models_dir, sha256_of
 from colorize_cli.report import ColourReport, ReportRow
@@ -70,11 +71,11 @@ class NetworkSpec:
     sha256: str  # of the file the client checked, so a worker never colourises with other weights
     arch: int
     mode: str
-    batch_size: int
+    batch_size: int | None  # None: the worker's device default
     device: str  # auto, cpu, cuda or mps, picked on each worker
 
     @classmethod
-    def of(cls, weights: Path | None, arch: int, mode: str, batch_size: int, device: str) -> "NetworkSpec":
+    def of(cls, weights: Path | None, arch: int, mode: str, batch_size: int | None, device: str) -> "NetworkSpec":
         """The client side: `weights` (or the shipped file for `arch`), already loaded once by the client."""
         path = shipped_weights(arch) if weights is None else Path(weights)
         return cls(None if weights is None else os.path.abspath(path), sha256_of(path), arch, mode, batch_size, device)
@@ -94,6 +95,7 @@ def worker_colorizer(spec: NetworkSpec) -> Colorizer:
         raise WeightsError(f"{path}: not the weights file the client checked (sha256 differs)")
     device = pick_device(spec.device)
     net, _ = load_network(spec.arch, path, device)
+    keep_freed_buffers()
     return Colorizer(net, device, spec.mode, spec.batch_size)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from colorize_cli.predictor import Colorizer, blend_window, pick_device, tile_starts
+from colorize_cli.predictor import Colorizer, blend_window, default_batch_size, pick_device, tile_starts
 from colorize_cli.registry import load_network
 
 
@@ -71,6 +71,18 @@ def test_pick_device_auto_and_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             pick_device("cuda")
+
+
+def test_one_image_per_call_on_cpu_by_default_and_the_same_colours_at_any_batch_size(weights_dir):
+    net, _ = load_network(6, weights_dir / "arch6.pt")
+    assert Colorizer(net, "cpu").batch_size == 1
+    assert Colorizer(net, "cpu", batch_size=3).batch_size == 3
+    assert default_batch_size("cuda") == 4
+    ls = [smooth_l(400, 400), smooth_l(300, 500)[::-1].copy(), smooth_l(640, 480)]
+    one = Colorizer(net, "cpu", batch_size=1).predict_ab(ls)
+    four = Colorizer(net, "cpu", batch_size=4).predict_ab(ls)
+    for a, b in zip(one, four):
+        np.testing.assert_allclose(a, b, atol=1e-3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
