@@ -41,3 +41,11 @@ def test_kept_buffers_stop_page_faults_after_the_first_passes():
     # a pass now and then still grows the heap (glibc's defaults: thousands on most passes)
     assert sorted(kept[2:])[4] < 200
     assert kept[0] > 1000  # the first pass faults its buffers in: the count measures what it should
+
+
+def test_the_users_own_malloc_settings_win(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert keep_freed_buffers() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
+    assert keep_freed_buffers() is False
