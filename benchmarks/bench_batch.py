@@ -5,11 +5,12 @@
 Makes its own inputs in a temporary folder: 400x400 JPEGs from scikit-image's photos, synthetic
 12-megapixel JPEG photos, and (with --huge) a 50-megapixel one for tile mode. Each scenario runs in
 a fresh child process, which reports its time (model loading excluded) and its peak RSS. The network
-alone and the whole batch run in alternating rounds in one process (this machine's speed drifts by
-20% over minutes, so a ratio is only fair between neighbours); the ratio is the median of the
-rounds' ratios. Other figures are medians over --repeats runs. Printed: images/s of the network alone and of the whole batch
-(decode to encoded file on disk, report included), their ratio, seconds per 12 MP photo, and peak
-RSS for 10 vs --many (1,000) images and for the 50 MP tile run.
+alone and the whole batch run in --repeats alternating rounds in one process (a VM's speed can
+drift by 30% over minutes, so a ratio is only fair between neighbours); the ratio is the median of
+the rounds' ratios. Other figures are medians over --repeats runs. Printed: images/s of the network
+alone and of the whole batch (decode to encoded file on disk, report included), their ratio,
+seconds per 12 MP photo, and peak RSS for 10 vs --many (1,000) images and for the 50 MP tile run.
+--default-heap leaves glibc's malloc settings as they are (colorize keeps freed buffers).
 """
 
 import argparse
@@ -208,6 +209,7 @@ def main():
         if args.huge:
             huge = run_child("batch", dirs["huge"], tmp / "h", weights, args, mode="tile")
             print(f"50 MP JPEG, tile: {huge['seconds']:.2f} s, peak RSS {huge['rss_mib']:.0f} MiB")
+
 
 if __name__ == "__main__":
     main()
