@@ -6,7 +6,8 @@ image page-faults its activations afresh (8 to 45 MB a 400x400 image), which cos
 After `keep_freed_buffers()`, blocks up to 32 MiB come from the heap and the heap is handed back
 only when more than 256 MiB of it is free; larger blocks (whole photos) are still mapped and
 returned one by one. Peak memory stays what it was: the heap holds what the busiest image needed.
-Malloc settings of the user's own (MALLOC_*_ variables, GLIBC_TUNABLES) are left to rule.
+Malloc settings of the user's own (MALLOC_*_ variables, GLIBC_TUNABLES) are left to rule; so are
+dask's: its nanny starts workers with MALLOC_TRIM_THRESHOLD_ set (distributed.nanny.pre-spawn-environ).
 """
 
 import ctypes
