@@ -1,6 +1,6 @@
 """Training throughput: image-steps per second for networks 1, 3 and 6, with and without data loading.
 
-    python benchmarks/bench_train.py [--data FOLDER] [--crop 128] [--batch-size 32] [--steps 6]
+    python benchmarks/bench_train.py [--data FOLDER] [--crop 128] [--batch-size 32] [--steps 6] [--default-heap]
 
 Without --data it uses scikit-image's bundled colour photos scaled to a short side of 320 px (as the
 training set is). "with loading" includes taking random crops from the cached LAB photos and
@@ -20,6 +20,7 @@ from skimage import data
 from skimage.transform import rescale
 
 from colorize_cli.colour import rgb_to_lab, scale_ab, scale_l
+from colorize_cli.heap import keep_freed_buffers
 from colorize_cli.registry import build_network
 from colorize_cli.train import load_lab_photos, random_crops
 
@@ -55,7 +56,10 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--archs", default="1,3,6")
+    parser.add_argument("--default-heap", action="store_true", help="leave glibc's malloc settings as they are")
     args = parser.parse_args()
+    if not args.default_heap:
+        keep_freed_buffers()  # as `colorize train` does
     photos = load_lab_photos(args.data, None) if args.data else sample_photos()
     rng = np.random.default_rng(0)
     b = args.batch_size
@@ -65,7 +69,8 @@ def main():
         return torch.from_numpy(random_crops([photos[i] for i in idx], args.crop, rng))
 
     fixed = loaded_batch()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, crop {args.crop}, batch {b}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, crop {args.crop}, batch {b}, "
+          f"heap {'glibc default' if args.default_heap else 'kept'}")
     print(f"{'network':>8} {'with loading':>14} {'network only':>14} {'ratio':>7}   (image-steps/s)")
     for arch in (int(a) for a in args.archs.split(",")):
         torch.manual_seed(0)
