@@ -2,7 +2,8 @@
 
 With glibc's defaults, blocks freed at the end of a forward pass go back to the OS, so the next
 image page-faults its activations afresh (8 to 45 MB a 400x400 image), which cost network 6
-15 to 40% of its speed on CPU and made that speed differ from run to run (benchmarks/README.md).
+15 to 40% of its speed on CPU and made that speed differ from run to run; training steps lost
+about a fifth of theirs the same way (benchmarks/README.md).
 After `keep_freed_buffers()`, blocks up to 32 MiB come from the heap and the heap is handed back
 only when more than 256 MiB of it is free; larger blocks (whole photos) are still mapped and
 returned one by one. Peak memory stays what it was: the heap holds what the busiest image needed.
