@@ -91,7 +91,6 @@ def batch(
 
     from colorize_cli.batch import plan_jobs, run_batch
     from colorize_cli.files import remove_stale_temps
-    from colorize_cli.heap import keep_freed_buffers
     from colorize_cli.lock import Locked, folder_lock
     from colorize_cli.predictor import Colorizer, pick_device
     from colorize_cli.registry import WeightsError, load_network
@@ -135,7 +134,6 @@ def batch(
             err.print(message, markup=False, soft_wrap=True)
 
     if backend is Backend.local:
-        keep_freed_buffers()
         colorizer = Colorizer(net, torch_device, mode.value, batch_size)
         runs_on = str(torch_device)
 

@@ -76,7 +76,6 @@ def evaluate(
     from rich.console import Console
 
     from colorize_cli import evaluate as evaluation
-    from colorize_cli.heap import keep_freed_buffers
     from colorize_cli.predictor import pick_device
     from colorize_cli.registry import ARCHS, WeightsError, models_dir
 
@@ -98,7 +97,6 @@ def evaluate(
         photos = evaluation.load_samples(skipped, warn) if data is None else \
             evaluation.load_folder(data, skipped, warn, exclude=out)
         torch_device = pick_device(device.value)
-        keep_freed_buffers()
         colorizers = evaluation.load_colorizers(archs, weights, weights_dir, torch_device, mode.value, batch_size)
     except (evaluation.EvalDataError, ValueError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)

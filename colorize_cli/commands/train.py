@@ -60,7 +60,6 @@ def train(
     """Train one of the six networks on a folder of colour photos (also under torchrun: see --ddp)."""
     from colorize_cli import distributed
     from colorize_cli import train as training
-    from colorize_cli.heap import keep_freed_buffers
 
     given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
                  out=str(out) if out else None, epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
@@ -88,7 +87,6 @@ def train(
             import torch
 
             torch.set_num_threads(opts.workers)
-        keep_freed_buffers()
         training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
         if export and distributed.is_main_process():
             entry = training.export_weights(Path(opts.out) / "best.pt", export)
