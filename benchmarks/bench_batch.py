@@ -5,9 +5,10 @@
 Makes its own inputs in a temporary folder: 400x400 JPEGs from scikit-image's photos, synthetic
 12-megapixel JPEG photos, and (with --huge) a 50-megapixel one for tile mode. Each scenario runs in
 a fresh child process, which reports its time (model loading excluded) and its peak RSS. The network
-alone and the whole batch run in --repeats alternating rounds in one process (a VM's speed can
-drift by 30% over minutes, so a ratio is only fair between neighbours); the ratio is the median of
-the rounds' ratios. Other figures are medians over --repeats runs. Printed: images/s of the network
+alone (one call at a time with all of torch's threads, and in the lanes `colorize batch` uses) and the
+whole batch run in --repeats alternating rounds in one process (a VM's speed can drift by 30% over
+minutes, so a ratio is only fair between neighbours); the ratio, against the faster way of running
+the network alone, is the median of the rounds' ratios. Other figures are medians over --repeats runs. Printed: images/s of the network
 alone and of the whole batch (decode to encoded file on disk, report included), their ratio,
 seconds per 12 MP photo, and peak RSS for 10 vs --many (1,000) images and for the 50 MP tile run.
 --default-heap leaves glibc's malloc settings as they are (colorize keeps freed buffers).
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +106,10 @@ def child(args) -> None:
 
 def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: int) -> dict:
     """Images/s of the network alone (on the images' L, decoded beforehand) and of the whole batch on the
-    same folder, in alternating rounds after one untimed round of each, so both see the machine alike."""
+    same folder, in alternating rounds after one untimed round of each, so all see the machine alike.
+
+    The network alone runs two ways: one call at a time with all of torch's threads, and in the lanes
+    the batch uses (Colorizer.network_lanes); the ratio is against the faster of the two in each round."""
     import torch
 
     from colorize_cli.colour import l_of_pixels
@@ -113,15 +118,26 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
     files = sorted(folder.glob("*.jpg"))
     count = len(files)
     l = torch.stack([torch.from_numpy(l_of_pixels(decode(f, 0).pixels)) for f in files])[:, None]
-    network, batch = [], []
+    calls = l.split(colorizer.batch_size)
+    threads = torch.get_num_threads()
+    lanes = colorizer.network_lanes(jobs) if hasattr(colorizer, "network_lanes") else (1, threads)
+    figures = {"network": [], "network_lanes": [], "batch": []}
     for r in range(rounds + 1):
-        started = time.perf_counter()
-        colorizer.run_network(l)
-        network.append(count / (time.perf_counter() - started))
+        timed = {}
+        for name, (n_lanes, per_lane) in (("network", (1, threads)), ("network_lanes", lanes)):
+            started = time.perf_counter()
+            with ThreadPoolExecutor(n_lanes) as pool:
+                torch.set_num_threads(per_lane)
+                list(pool.map(colorizer.run_network, calls))
+                torch.set_num_threads(threads)
+            timed[name] = count / (time.perf_counter() - started)
         started = time.perf_counter()
         colorize_folder(folder, output / f"round{r}", colorizer, jobs)
-        batch.append(count / (time.perf_counter() - started))
-    return {"network": network[1:], "batch": batch[1:]}
+        timed["batch"] = count / (time.perf_counter() - started)
+        if r:
+            for name, value in timed.items():
+                figures[name].append(value)
+    return {**figures, "lanes": list(lanes)}
 
 
 def peak_rss_mib() -> float:
@@ -194,10 +210,13 @@ def main():
         print(f"torch {torch.__version__}, batch size {throughput['batch_size']}, jobs {args.jobs}, torch threads "
               f"{args.torch_threads or torch.get_num_threads()}, heap {'glibc default' if args.default_heap else 'kept'}, "
               f"medians of {args.repeats} runs")
-        ratios = [b / n for n, b in zip(throughput["network"], throughput["batch"])]
-        print(f"400x400 JPEG, resize: network alone {statistics.median(throughput['network']):.2f} images/s, "
-              f"batch {statistics.median(throughput['batch']):.2f} images/s, ratio {statistics.median(ratios):.2f} "
-              f"(rounds {min(ratios):.2f} to {max(ratios):.2f})")
+        best = [max(one, lanes) for one, lanes in zip(throughput["network"], throughput["network_lanes"])]
+        ratios = [b / n for n, b in zip(best, throughput["batch"])]
+        n_lanes, per_lane = throughput["lanes"]
+        print(f"400x400 JPEG, resize: network alone {statistics.median(throughput['network']):.2f} images/s one call "
+              f"at a time, {statistics.median(throughput['network_lanes']):.2f} in {n_lanes} lanes of {per_lane} "
+              f"thread(s); batch {statistics.median(throughput['batch']):.2f} images/s; ratio to the faster network "
+              f"{statistics.median(ratios):.2f} (rounds {min(ratios):.2f} to {max(ratios):.2f})")
         if args.big:
             big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights, args))
             print(f"12 MP JPEG, resize: {big['seconds'] / big['count']:.3f} s per photo, "

@@ -14,7 +14,7 @@ from colorize_cli.colour import GREY_CHROMA, bits_of, l_of_pixels, mean_chroma, 
 from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode
 from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
-from colorize_cli.predictor import Colorizer
+from colorize_cli.predictor import Colorizer, torch_threads
 from colorize_cli.report import ColourReport, ReportRow, pixels_mse, psnr_of_mse
 
 
@@ -129,7 +129,8 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
     """Colourise every job, `colorizer.batch_size` images per network call; every job ends as a report row.
 
     Decoding and encoding run in `workers` threads while the network works on the images before them;
-    at most a few batches are in flight at once, so memory does not grow with the number of images.
+    on CPU the network calls run in lanes that share torch's threads (Colorizer.network_lanes). At most
+    a few batches are in flight at once, so memory does not grow with the number of images.
     """
     def emit(row: ReportRow) -> None:
         report.add(row)
@@ -137,12 +138,23 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
 
     todo = jobs_to_do(jobs, overwrite, emit)
     per_call = colorizer.batch_size if colorizer.mode == "resize" else 1  # tile mode batches tiles instead
-    in_flight = per_call + workers
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="colorize") as pool:
+    lanes, threads_per_lane = colorizer.network_lanes(workers)
+    in_flight = per_call * lanes + workers
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="colorize") as pool, \
+            ThreadPoolExecutor(lanes, thread_name_prefix="colorize-network") as network, \
+            torch_threads(threads_per_lane):
         decoding = deque((job, pool.submit(prepare, job, max_pixels)) for job in todo[:in_flight])
         upcoming = iter(todo[in_flight:])
+        predicting: deque = deque()
         writing: deque = deque()
         batch: list[Prepared] = []
+
+        def hand_over(limit: int) -> None:
+            while predicting and (len(predicting) > limit or predicting[0][1].done()):
+                items, future = predicting.popleft()
+                for item, ab in zip(items, future.result()):
+                    work = failed_future(ab) if isinstance(ab, Exception) else pool.submit(finish, item, ab, colorizer.mode)
+                    writing.append((item.job, work))
 
         def drain(limit: int) -> None:
             while writing and (len(writing) > limit or writing[0][1].done()):
@@ -158,12 +170,12 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
                 batch.append(future.result())
             except Exception as exc:
                 emit(failed_row(job, exc))
-            if len(batch) == per_call or not decoding:
-                for item, ab in zip(batch, predict_or_fail(colorizer, batch)):
-                    work = failed_future(ab) if isinstance(ab, Exception) else pool.submit(finish, item, ab, colorizer.mode)
-                    writing.append((item.job, work))
+            if batch and (len(batch) == per_call or not decoding):
+                predicting.append((batch, network.submit(predict_or_fail, colorizer, batch)))
                 batch = []
+            hand_over(lanes)
             drain(in_flight)
+        hand_over(0)
         drain(0)
 
 
@@ -186,8 +198,6 @@ def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: i
 
 def predict_or_fail(colorizer: Colorizer, batch: list[Prepared]) -> list:
     """a, b for each image of the batch, or the exception for all of them (e.g. out of memory)."""
-    if not batch:
-        return []
     try:
         return colorizer.predict_ab([item.l for item in batch])
     except Exception as exc:

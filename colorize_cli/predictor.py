@@ -1,6 +1,7 @@
 """The one colourisation path: full-resolution L -> network at 400x400 (resize or tiles) -> a, b at full size."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -35,6 +36,17 @@ def pick_device(name: str = "auto") -> torch.device:
 def default_batch_size(device: torch.device | str) -> int:
     """Images (or tiles) per network call when none is given: 1 on CPU, 4 on a GPU."""
     return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to `count` for the block, then put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -89,6 +101,19 @@ class Colorizer:
         self.mode = mode
         self.batch_size = default_batch_size(self.device) if batch_size is None else max(1, batch_size)
         self.overlap = overlap
+
+    def network_lanes(self, workers: int) -> tuple[int, int]:
+        """(network calls at once, torch threads for each) in a run with `workers` threads.
+
+        On CPU in resize mode, one call per worker, up to torch's thread count, which they share: two
+        one-thread calls beat one two-thread call and leave no thread spinning while decoding and
+        encoding take a core (benchmarks/README.md). On a GPU, and in tile mode (whose memory bound
+        is per image), one call at a time with all the threads."""
+        threads = torch.get_num_threads()
+        if self.device.type != "cpu" or self.mode != "resize":
+            return 1, threads
+        lanes = max(1, min(workers, threads))
+        return lanes, max(1, threads // lanes)
 
     @torch.inference_mode()
     def run_network(self, l_fitted: torch.Tensor) -> torch.Tensor:
