@@ -1,15 +1,18 @@
 """The fast full-resolution paths give what the plain scikit-image float path gives, within one step."""
 
+import threading
+import time
 import warnings
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from skimage import color
 
 from colorize_cli.batch import colorize_folder
 from colorize_cli.colour import l_of_pixels, pixels_of_lab
-from colorize_cli.predictor import Colorizer
+from colorize_cli.predictor import Colorizer, torch_threads
 from colorize_cli.registry import load_network
 from colorize_cli.report import pixels_mse, rgb_mse
 from tests.conftest import small_photo
@@ -78,3 +81,37 @@ def test_more_threads_give_the_same_outputs_and_rows(tmp_path, weights_dir):
     rows = [sorted((r.input, r.status, r.mse) for r in report.rows) for report in reports]
     assert rows[0] == rows[1]
     assert sum(r[1] == "failed" for r in rows[0]) == 1 and len(rows[0]) == 8
+
+
+class SlowNetwork(torch.nn.Module):
+    """Records how many calls run at once and the torch threads each one sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        self.lock = threading.Lock()
+        self.running = self.most_at_once = 0
+        self.threads_seen = set()
+
+    def forward(self, x):
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.threads_seen.add(torch.get_num_threads())
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+        return self.conv(x)
+
+
+def test_on_cpu_the_network_runs_in_lanes_that_share_the_threads(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(6):
+        iio.imwrite(folder / f"{i}.png", small_photo("coffee", (20 + i, 30)))
+    net = SlowNetwork()
+    with torch_threads(2):
+        report = colorize_folder(folder, tmp_path / "out", Colorizer(net, "cpu", "resize"), workers=2)
+        assert torch.get_num_threads() == 2  # put back after the run
+    assert [r.status for r in report.rows] == ["ok"] * 6
+    assert net.most_at_once == 2 and net.threads_seen == {1}

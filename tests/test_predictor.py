@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from colorize_cli.predictor import Colorizer, blend_window, default_batch_size, pick_device, tile_starts
+from colorize_cli.predictor import (Colorizer, blend_window, default_batch_size, pick_device, tile_starts,
+                                   torch_threads)
 from colorize_cli.registry import load_network
 
 
@@ -92,3 +93,26 @@ def test_half_precision_on_cuda_stays_within_1e_2_of_float32(weights_dir):
     full = Colorizer(net, "cuda", half=False).run_network(l)
     half = Colorizer(net, "cuda", half=True).run_network(l)
     assert ((full - half).abs() / 110).max() < 1e-2
+
+
+@pytest.mark.parametrize("threads, workers, mode, expected", [
+    (2, 2, "resize", (2, 1)),  # two one-thread calls at once
+    (4, 2, "resize", (2, 2)),
+    (2, 8, "resize", (2, 1)),  # never more calls than threads
+    (2, 1, "resize", (1, 2)),
+    (1, 2, "resize", (1, 1)),
+    (2, 2, "tile", (1, 2)),    # one image's tiles at a time: its memory bound holds
+])
+def test_network_lanes_share_torch_threads_on_cpu(threads, workers, mode, expected):
+    colorizer = Colorizer(torch.nn.Conv2d(1, 2, 1), "cpu", mode)
+    with torch_threads(threads):
+        assert colorizer.network_lanes(workers) == expected
+        assert torch.get_num_threads() == threads
+
+
+def test_torch_threads_are_put_back_even_after_an_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), torch_threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError
+    assert torch.get_num_threads() == before
