@@ -128,7 +128,8 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
             started = time.perf_counter()
             with ThreadPoolExecutor(n_lanes) as pool:
                 torch.set_num_threads(per_lane)
-                list(pool.map(colorizer.run_network, calls))
+                for _ in pool.map(colorizer.run_network, calls):
+                    pass  # each output dropped as it comes, as the batch does
                 torch.set_num_threads(threads)
             timed[name] = count / (time.perf_counter() - started)
         started = time.perf_counter()

@@ -47,7 +47,9 @@ def batch(
     batch_size: Annotated[Optional[int], typer.Option(help="Images (or tiles) per network call (default: 1 on CPU, "
                                                       "where it is fastest; 4 on a GPU).", min=1,
                                                       show_default=False)] = None,
-    jobs: Annotated[int, typer.Option(help="Threads decoding and encoding while the network runs.",
+    jobs: Annotated[int, typer.Option(help="Threads decoding and encoding while the network runs; on CPU in "
+                                      "resize mode also how many network calls run at once (at most one "
+                                      "per torch thread), sharing torch's threads.",
                                       min=1)] = DEFAULT_JOBS,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="keep the input's format, "
                                                         "or write jpg / png.")] = OutputFormat.keep,
