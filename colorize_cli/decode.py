@@ -1,8 +1,12 @@
 """Files -> pixels: decode an image read-only, upright, with its alpha and metadata kept aside."""
 
 import os
+import re
 import stat
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -74,13 +78,12 @@ class DecodedImage:
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode `path` (opened read-only); raise DecodeError with a short reason on bad input."""
-    with open_regular(Path(path)) as f, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with open_regular(Path(path)) as f, warnings_of_this_thread() as caught:
         try:
             with Image.open(f) as im:
                 check_pixels(im.size, max_pixels)
                 image = _from_pillow(im, f)
-            image.notes += [str(w.message).strip() for w in caught]  # e.g. corrupt EXIF: said with the path
+            image.notes += caught  # e.g. corrupt EXIF: said with the path
             return image
         except DecodeError:
             raise
@@ -88,6 +91,45 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
             return _decode_other_tiff(f, max_pixels)
         except Exception as exc:  # decoders raise many types for damaged data
             raise DecodeError(damage_reason(exc)) from None
+
+
+_kept = threading.local()  # .messages: the list warnings of this thread go to, or None
+_install = threading.Lock()
+_show_elsewhere = warnings.showwarning
+_PILLOW_ALWAYS = ("always", None, Warning, re.compile(r"PIL\."), 0)  # as warnings.filters holds it
+
+
+def _show_or_keep(message, category, filename, lineno, file=None, line=None):
+    messages = getattr(_kept, "messages", None)
+    if messages is not None:
+        messages.append(str(message).strip())
+    elif not getattr(_kept, "showing", False):  # a handler that hands back to this one must not loop
+        _kept.showing = True
+        try:
+            _show_elsewhere(message, category, filename, lineno, file, line)
+        finally:
+            _kept.showing = False
+
+
+@contextmanager
+def warnings_of_this_thread() -> Iterator[list[str]]:
+    """The messages of the warnings this thread raises in the block; Pillow's every time, not once.
+
+    warnings.catch_warnings swaps process-wide state, so threads decoding at once would lose or swap
+    each other's warnings (and catch those of any other thread); here each thread keeps its own.
+    """
+    global _show_elsewhere
+    with _install:
+        if warnings.showwarning is not _show_or_keep:
+            _show_elsewhere = warnings.showwarning
+            warnings.showwarning = _show_or_keep
+        if _PILLOW_ALWAYS not in warnings.filters:  # re-adding would reset every "once" registry
+            warnings.filterwarnings("always", module=r"PIL\.")
+    _kept.messages = messages = []
+    try:
+        yield messages
+    finally:
+        _kept.messages = None
 
 
 def open_regular(path: Path) -> BinaryIO:

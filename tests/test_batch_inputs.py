@@ -6,6 +6,7 @@ import os
 import struct
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +380,19 @@ def test_a_float_planar_tiff_that_pillow_cannot_open_is_read_with_tifffile(tmp_p
     assert image.pixels.shape == (12, 10, 3) and image.bit_depth == 16
     np.testing.assert_allclose(image.rgb, rgb.transpose(1, 2, 0), atol=1 / 65535)
     assert "2 frames" in image.notes[0]
+
+
+def test_warnings_stay_with_their_file_when_threads_decode_at_once(tmp_path):
+    bad = saved(Image.fromarray(colour(20, 30)), "JPEG", exif=b"Exif\0\0II*\0\xff\xff\xff\x0f")
+    good = saved(Image.fromarray(colour(20, 30)), "PNG")
+    (tmp_path / "bad.jpg").write_bytes(bad)
+    (tmp_path / "good.png").write_bytes(good)
+
+    def notes(name):
+        return [decode(tmp_path / name).notes for _ in range(150)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [pool.submit(notes, name) for name in ("bad.jpg", "good.png", "bad.jpg", "good.png")]
+        bad_a, good_a, bad_b, good_b = (r.result() for r in results)
+    assert all(any("Corrupt EXIF data" in n for n in note) for note in bad_a + bad_b)
+    assert all(note == [] for note in good_a + good_b)
