@@ -1,16 +1,18 @@
 """Batch throughput and memory: the network alone against `colorize batch` on the same images.
 
     python benchmarks/bench_batch.py [--weights PATH] [--small 24] [--many 1000] [--big 3] [--huge] [--repeats 3]
+                                     [--rounds 7]
 
 Makes its own inputs in a temporary folder: 400x400 JPEGs from scikit-image's photos, synthetic
 12-megapixel JPEG photos, and (with --huge) a 50-megapixel one for tile mode. Each scenario runs in
 a fresh child process, which reports its time (model loading excluded) and its peak RSS. The network
-alone (one call at a time with all of torch's threads, and in the lanes `colorize batch` uses) and the
-whole batch run in --repeats alternating rounds in one process (a VM's speed can drift by 30% over
-minutes, so a ratio is only fair between neighbours); the ratio, against the faster way of running
-the network alone, is the median of the rounds' ratios. Other figures are medians over --repeats runs. Printed: images/s of the network
-alone and of the whole batch (decode to encoded file on disk, report included), their ratio,
-seconds per 12 MP photo, and peak RSS for 10 vs --many (1,000) images and for the 50 MP tile run.
+alone (one call at a time with all of torch's threads, and in the lanes `colorize batch` uses) and
+the whole batch run in --rounds alternating rounds in one process (a VM's speed can drift by 30%
+over minutes, so a ratio is only fair between neighbours); the ratio, against the faster way of
+running the network alone, is the median of the rounds' ratios. Other figures are medians over
+--repeats runs. Printed: images/s of the network alone and of the whole batch (decode to encoded
+file on disk, report included), their ratio, seconds per 12 MP photo, and peak RSS for 10 vs
+--many (1,000) images and for the 50 MP tile run.
 --default-heap leaves glibc's malloc settings as they are (colorize keeps freed buffers).
 """
 
@@ -155,7 +157,7 @@ def peak_rss_mib() -> float:
 
 def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mode="resize") -> dict:
     cmd = [sys.executable, __file__, "--child", scenario, "--input", str(input_dir), "--output", str(out),
-           "--weights", str(weights), "--mode", mode, "--jobs", str(args.jobs), "--rounds", str(args.repeats)]
+           "--weights", str(weights), "--mode", mode, "--jobs", str(args.jobs), "--rounds", str(args.rounds)]
     for flag, value in (("--batch-size", args.batch_size), ("--torch-threads", args.torch_threads)):
         if value:
             cmd += [flag, str(value)]
@@ -188,7 +190,7 @@ def main():
     parser.add_argument("--input")
     parser.add_argument("--output")
     parser.add_argument("--mode", default="resize")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7, help="alternating network / batch rounds for the ratio")
     args = parser.parse_args()
     if args.child:
         args.scenario = args.child
@@ -210,7 +212,7 @@ def main():
         throughput = run_child("throughput", dirs["small"], tmp / "t", weights, args)
         print(f"torch {torch.__version__}, batch size {throughput['batch_size']}, jobs {args.jobs}, torch threads "
               f"{args.torch_threads or torch.get_num_threads()}, heap {'glibc default' if args.default_heap else 'kept'}, "
-              f"medians of {args.repeats} runs")
+              f"medians of {args.repeats} runs, {args.rounds} rounds for the ratio")
         best = [max(one, lanes) for one, lanes in zip(throughput["network"], throughput["network_lanes"])]
         ratios = [b / n for n, b in zip(best, throughput["batch"])]
         n_lanes, per_lane = throughput["lanes"]
