@@ -88,6 +88,7 @@ def process_group(device: str):
     dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
     try:
         yield World(dist.get_rank(), dist.get_world_size(), where)
+        dist.barrier()  # no process leaves the group while another may still be talking to it
     finally:
         dist.destroy_process_group()
 
