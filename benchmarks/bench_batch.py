@@ -128,11 +128,7 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
         timed = {}
         for name, (n_lanes, per_lane) in (("network", (1, threads)), ("network_lanes", lanes)):
             started = time.perf_counter()
-            with ThreadPoolExecutor(n_lanes) as pool:
-                torch.set_num_threads(per_lane)
-                for _ in pool.map(colorizer.run_network, calls):
-                    pass  # each output dropped as it comes, as the batch does
-                torch.set_num_threads(threads)
+            network_alone(colorizer, calls, n_lanes, per_lane)
             timed[name] = count / (time.perf_counter() - started)
         started = time.perf_counter()
         colorize_folder(folder, output / f"round{r}", colorizer, jobs)
@@ -141,6 +137,26 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
             for name, value in timed.items():
                 figures[name].append(value)
     return {**figures, "lanes": list(lanes)}
+
+
+def network_alone(colorizer, calls, lanes: int, threads_per_lane: int) -> None:
+    """Every call through the network, `lanes` at a time. One lane runs in this thread, as a batch
+    before lanes did: OpenMP's threads would be started afresh for a new thread, and those of this
+    one would still be spinning."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads_per_lane)
+    try:
+        if lanes == 1:
+            for call in calls:
+                colorizer.run_network(call)
+        else:
+            with ThreadPoolExecutor(lanes) as pool:
+                for _ in pool.map(colorizer.run_network, calls):
+                    pass  # each output dropped as it comes, as the batch does
+    finally:
+        torch.set_num_threads(threads)
 
 
 def peak_rss_mib() -> float:
