@@ -146,7 +146,7 @@ def network_alone(colorizer, calls, lanes: int, threads_per_lane: int) -> None:
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(threads_per_lane)
+    torch.set_num_threads(threads_per_lane)  # not predictor.torch_threads: the baseline checkout lacks it
     try:
         if lanes == 1:
             for call in calls:

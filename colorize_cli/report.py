@@ -34,19 +34,17 @@ def rgb_mse(predicted: np.ndarray, truth: np.ndarray) -> float:
 def pixels_mse(predicted: np.ndarray, truth: np.ndarray, rows: int = 64) -> float:
     """rgb_mse of two integer images (uint8 or uint16, each on its own scale), in bands of `rows` rows.
 
-    Each band's differences are taken in float32 and squared and summed by a dot product; for two
-    images of one depth the differences are exact integers.
+    Differences are taken in float32 on the truth's scale (exact integers for two images of one depth),
+    squared and summed by a dot product per band, and scaled to 0..1 once at the end.
     """
-    scale_p = np.float32(1 / ((1 << (8 * predicted.itemsize)) - 1))
-    scale_t = np.float32(1 / ((1 << (8 * truth.itemsize)) - 1))
-    same_depth = predicted.dtype == truth.dtype
+    top_p, top_t = ((1 << (8 * a.itemsize)) - 1 for a in (predicted, truth))
     total = 0.0
     for y0 in range(0, truth.shape[0], rows):
         p, t = predicted[y0 : y0 + rows], truth[y0 : y0 + rows]
-        diff = np.subtract(p, t, dtype=np.float32) * scale_t if same_depth else p * scale_p - t * scale_t
+        diff = np.subtract(p, t, dtype=np.float32) if top_p == top_t else p * np.float32(top_t / top_p) - t
         diff = diff.ravel()
         total += float(np.dot(diff, diff))
-    return total / truth.size
+    return total / truth.size / top_t**2
 
 
 def psnr_of_mse(mse: float) -> float:
