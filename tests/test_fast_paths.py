@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage import color
 
+from colorize_cli import heap
 from colorize_cli.batch import colorize_folder
 from colorize_cli.colour import l_of_pixels, pixels_of_lab
 from colorize_cli.predictor import Colorizer, torch_threads
@@ -115,3 +116,14 @@ def test_on_cpu_the_network_runs_in_lanes_that_share_the_threads(tmp_path):
         assert torch.get_num_threads() == 2  # put back after the run
     assert [r.status for r in report.rows] == ["ok"] * 6
     assert net.most_at_once == 2 and net.threads_seen == {1}
+
+
+def test_a_batch_releases_free_heap_pages_after_the_first_images_and_every_32nd(tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        iio.imwrite(folder / f"{i}.png", small_photo("coffee", (20, 30 + i)))
+    done = []
+    monkeypatch.setattr(heap, "_kept", [lambda pad: done.append(pad)])
+    colorize_folder(folder, tmp_path / "out", Colorizer(SlowNetwork(), "cpu", "resize"), workers=2)
+    assert len(done) == 3  # after images 1, 2 and 4

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from colorize_cli import heap
 from colorize_cli.heap import USER_SETTINGS, keep_freed_buffers
 
 OTHER_SETTINGS = (*USER_SETTINGS, "GLIBC_TUNABLES")  # dask, for one, sets MALLOC_TRIM_THRESHOLD_ in its process
@@ -55,3 +56,33 @@ def test_the_users_own_malloc_settings_win(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
     assert keep_freed_buffers() is False
+
+
+RELEASE = """
+import json, numpy as np
+from colorize_cli.heap import keep_freed_buffers, release_free_pages
+def rss_mib():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1]) // 1024
+kept = keep_freed_buffers()
+blocks = [np.ones(1 << 20, np.uint8) for _ in range(128)]  # 128 MiB in blocks of 1 MiB, from the heap
+del blocks  # freed, and kept by the heap
+before = rss_mib()
+released = [release_free_pages(n) for n in (3, 31, 32)]
+print(json.dumps({"kept": kept, "released": released, "freed_mib": before - rss_mib()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc and /proc")
+def test_kept_free_pages_go_back_to_the_os_every_32nd_image():
+    env = {name: value for name, value in os.environ.items() if name not in OTHER_SETTINGS}
+    done = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True, env=env)
+    result = json.loads(done.stdout)
+    if not result["kept"]:
+        pytest.skip("not glibc")
+    assert result["released"] == [False, False, True]
+    assert result["freed_mib"] > 100
+
+
+def test_nothing_is_released_unless_the_buffers_were_kept(monkeypatch):
+    monkeypatch.setattr(heap, "_kept", [])
+    assert [heap.release_free_pages(n) for n in (1, 2, 32, 64)] == [False] * 4
