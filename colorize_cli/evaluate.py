@@ -163,7 +163,8 @@ def _decode_photos(folder: Path, paths: list[Path], skipped: Counter, warn) -> I
 
 
 def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, weights_dir: Path | None = None,
-                    device="cpu", mode: str = "resize", batch_size: int | None = None) -> dict[int, Colorizer]:
+                    device="cpu", mode: str = "resize", batch_size: int | None = None,
+                    precision: str = "auto") -> dict[int, Colorizer]:
     """Network number -> Colorizer: from `weights`, from archN.pt in `weights_dir`, or the shipped weights.
     Raises WeightsError naming a missing or bad file."""
     colorizers = {}
@@ -173,7 +174,7 @@ def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, we
             arch = DEFAULT_ARCH if arch is None else arch
             path = Path(weights_dir) / ARCHS[arch].weights_file
         net, number = load_network(arch, path, device)
-        colorizers[number] = Colorizer(net, device, mode, batch_size)
+        colorizers[number] = Colorizer(net, device, mode, batch_size, precision=precision)
     return colorizers
 
 

@@ -33,6 +33,34 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+
+
+def cpu_runs_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_precision(name: str, device: torch.device | str) -> torch.dtype:
+    """The network's compute type: auto is float16 on CUDA and float32 elsewhere. Reduced precision
+    keeps a, b within 1e-2 of float32; it is refused where it would be slower than float32."""
+    device = torch.device(device)
+    if name not in PRECISIONS:
+        raise ValueError(f"--precision {name}: choose one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if device.type == "cpu" and name == "float16":
+        raise ValueError("--precision float16: CPUs have no fast float16; use bfloat16 or float32")
+    if device.type == "cpu" and name == "bfloat16" and not cpu_runs_bfloat16():
+        raise ValueError("--precision bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); use float32")
+    if device.type == "cuda" and name == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("--precision bfloat16: this GPU has no bfloat16; use float16 or float32")
+    return getattr(torch, name)
+
+
 def default_batch_size(device: torch.device | str) -> int:
     """Images (or tiles) per network call when none is given: 1 on CPU, 4 on a GPU."""
     return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
@@ -92,11 +120,11 @@ class Colorizer:
     """Owns a network, its device, and how an image is fitted to the network's 400x400 input."""
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu", mode: str = "resize",
-                 batch_size: int | None = None, overlap: int = 64, half: bool | None = None):
+                 batch_size: int | None = None, overlap: int = 64, precision: str = "auto"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.device = torch.device(device)
-        self.half = self.device.type == "cuda" if half is None else half  # float16 on CUDA: within 1e-2
+        self.dtype = pick_precision(precision, self.device)
         self.net = net.to(self.device).eval()
         self.mode = mode
         self.batch_size = default_batch_size(self.device) if batch_size is None else max(1, batch_size)
@@ -122,7 +150,7 @@ class Colorizer:
         cuda = self.device.type == "cuda"
         for chunk in l_fitted.split(self.batch_size):
             chunk = chunk.pin_memory().to(self.device, non_blocking=True) if cuda else chunk.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 ab = self.net(scale_l(chunk))
             out.append(unscale_ab(ab.float()).cpu())
         return torch.cat(out)

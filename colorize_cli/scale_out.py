@@ -73,12 +73,15 @@ class NetworkSpec:
     mode: str
     batch_size: int | None  # None: the worker's device default
     device: str  # auto, cpu, cuda or mps, picked on each worker
+    precision: str = "auto"  # resolved on each worker for its device
 
     @classmethod
-    def of(cls, weights: Path | None, arch: int, mode: str, batch_size: int | None, device: str) -> "NetworkSpec":
+    def of(cls, weights: Path | None, arch: int, mode: str, batch_size: int | None, device: str,
+           precision: str = "auto") -> "NetworkSpec":
         """The client side: `weights` (or the shipped file for `arch`), already loaded once by the client."""
         path = shipped_weights(arch) if weights is None else Path(weights)
-        return cls(None if weights is None else os.path.abspath(path), sha256_of(path), arch, mode, batch_size, device)
+        return cls(None if weights is None else os.path.abspath(path), sha256_of(path), arch, mode, batch_size, device,
+                   precision)
 
 
 def shipped_weights(arch: int) -> Path:
@@ -96,7 +99,7 @@ def worker_colorizer(spec: NetworkSpec) -> Colorizer:
     device = pick_device(spec.device)
     net, _ = load_network(spec.arch, path, device)
     keep_freed_buffers()
-    return Colorizer(net, device, spec.mode, spec.batch_size)
+    return Colorizer(net, device, spec.mode, spec.batch_size, precision=spec.precision)
 
 
 def colorize_chunk(jobs: Sequence[Job], spec: NetworkSpec, overwrite: bool = False,

@@ -111,3 +111,19 @@ def test_missing_weights_is_a_clear_usage_error(tmp_path, photo_dir):
     result = run("batch", photo_dir, tmp_path / "out", "--weights", tmp_path / "nope.pt")
     assert result.exit_code == 2
     assert "nope.pt" in result.output and "not found" in result.output
+
+
+def test_bfloat16_runs_where_the_cpu_has_it_and_is_refused_in_one_line_where_not(tmp_path, photo_dir, weights_dir,
+                                                                               monkeypatch):
+    from colorize_cli import predictor
+
+    args = ("batch", photo_dir, tmp_path / "out", "--weights", weights_dir / "arch6.pt", "--device", "cpu",
+            "--precision", "bfloat16")
+    if predictor.cpu_runs_bfloat16():
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / "out" / "report.json").read_text())["summary"]["ok"] == 4
+    monkeypatch.setattr(predictor, "cpu_runs_bfloat16", lambda: False)
+    result = run(*args[:2], tmp_path / "refused", *args[3:])
+    assert result.exit_code == 2
+    assert "no native bfloat16" in result.output and not (tmp_path / "refused").exists()

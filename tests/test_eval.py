@@ -113,6 +113,7 @@ def test_json_summary_on_stdout_and_grid_cap(weights_dir, photo_dir, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["skipped"] == {"grey": 1, "unreadable": 1, "too_small": 0}
     assert summary["networks"][0]["network"] == 1 and summary["mode"] == "tile"
+    assert summary["precision"] == "float32"  # auto on CPU
     assert iio.imread(tmp_path / "o" / "grid.png").shape[:2] == (3 * TILE, 2 * TILE)
 
 

@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from skimage import data
 
-from colorize_cli.predictor import (Colorizer, blend_window, default_batch_size, pick_device, tile_starts,
-                                   torch_threads)
+from colorize_cli import predictor
+from colorize_cli.colour import l_of_pixels
+from colorize_cli.predictor import (Colorizer, blend_window, cpu_runs_bfloat16, default_batch_size, pick_device,
+                                   pick_precision, tile_starts, torch_threads)
 from colorize_cli.registry import load_network
 
 
@@ -90,9 +93,39 @@ def test_one_image_per_call_on_cpu_by_default_and_the_same_colours_at_any_batch_
 def test_half_precision_on_cuda_stays_within_1e_2_of_float32(weights_dir):
     net, _ = load_network(6, weights_dir / "arch6.pt")
     l = torch.from_numpy(smooth_l(400, 400))[None, None].repeat(4, 1, 1, 1)
-    full = Colorizer(net, "cuda", half=False).run_network(l)
-    half = Colorizer(net, "cuda", half=True).run_network(l)
+    full = Colorizer(net, "cuda", precision="float32").run_network(l)
+    half = Colorizer(net, "cuda").run_network(l)  # auto: float16
     assert ((full - half).abs() / 110).max() < 1e-2
+
+
+@pytest.mark.skipif(not cpu_runs_bfloat16(), reason="needs a CPU with native bfloat16 (AVX512-BF16 or AMX)")
+def test_bfloat16_on_cpu_stays_within_1e_2_of_float32():
+    net, _ = load_network(6)  # the shipped weights, on photos: an untrained network's outputs are near 0
+    ls = [l_of_pixels(photo) for photo in (data.astronaut(), data.coffee(), data.chelsea())]
+    full = Colorizer(net, "cpu", precision="float32").predict_ab(ls)
+    reduced = Colorizer(net, "cpu", precision="bfloat16").predict_ab(ls)
+    for a, b in zip(full, reduced):
+        assert 0 < np.abs(a - b).max() / 110 < 1e-2  # not 0: bfloat16 did run
+
+
+@pytest.mark.parametrize("name, device, expected", [
+    ("auto", "cpu", torch.float32),
+    ("auto", "cuda", torch.float16),
+    ("float32", "cuda", torch.float32),
+    ("float16", "cuda", torch.float16),
+])
+def test_precision_auto_is_float16_on_cuda_only(name, device, expected):
+    assert pick_precision(name, device) == expected
+
+
+def test_precisions_slower_than_float32_are_refused(monkeypatch):
+    with pytest.raises(ValueError, match="float16: CPUs have no fast float16"):
+        pick_precision("float16", "cpu")
+    monkeypatch.setattr(predictor, "cpu_runs_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="this CPU has no native bfloat16"):
+        Colorizer(torch.nn.Conv2d(1, 2, 1), "cpu", precision="bfloat16")
+    with pytest.raises(ValueError, match="choose one of auto, float32, float16, bfloat16"):
+        pick_precision("int8", "cpu")
 
 
 @pytest.mark.parametrize("threads, workers, mode, expected", [

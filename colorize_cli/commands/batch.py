@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.common import Device, Mode, fail
+from colorize_cli.commands.common import PRECISION_HELP, Device, Mode, Precision, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 DEFAULT_JOBS = 2
@@ -44,6 +44,7 @@ def batch(
                                                 min=1, max=6)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Weights file instead of the shipped ones.")] = None,
     device: Annotated[Device, typer.Option(help="auto picks cuda, then mps, then cpu.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     batch_size: Annotated[Optional[int], typer.Option(help="Images (or tiles) per network call (default: 1 on CPU, "
                                                       "where it is fastest; 4 on a GPU).", min=1,
                                                       show_default=False)] = None,
@@ -94,7 +95,7 @@ def batch(
     from colorize_cli.batch import plan_jobs, run_batch
     from colorize_cli.files import remove_stale_temps
     from colorize_cli.lock import Locked, folder_lock
-    from colorize_cli.predictor import Colorizer, pick_device
+    from colorize_cli.predictor import Colorizer, pick_device, pick_precision
     from colorize_cli.registry import WeightsError, load_network
     from colorize_cli.report import ColourReport
 
@@ -127,6 +128,8 @@ def batch(
             fail(str(exc), EXIT_USAGE)
     try:  # with dask the network is loaded here only to check the weights; each worker picks its own device
         torch_device = pick_device(device.value if backend is Backend.local else "cpu")
+        if backend is Backend.local:
+            pick_precision(precision.value, torch_device)
         net, arch = load_network(arch, weights, torch_device)
     except (ValueError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)
@@ -136,13 +139,13 @@ def batch(
             err.print(message, markup=False, soft_wrap=True)
 
     if backend is Backend.local:
-        colorizer = Colorizer(net, torch_device, mode.value, batch_size)
+        colorizer = Colorizer(net, torch_device, mode.value, batch_size, precision=precision.value)
         runs_on = str(torch_device)
 
         def process(planned):
             run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
     else:
-        spec = scale_out.NetworkSpec.of(weights, arch, mode.value, batch_size, device.value)
+        spec = scale_out.NetworkSpec.of(weights, arch, mode.value, batch_size, device.value, precision.value)
         n_workers = dask_workers or scale_out.DEFAULT_DASK_WORKERS
         runs_on = f"dask {scheduler}" if scheduler else f"a local dask cluster of {n_workers} workers"
         del net  # the workers load their own

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.common import Device, Mode, fail
+from colorize_cli.commands.common import PRECISION_HELP, Device, Mode, Precision, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALL = "all"
@@ -60,6 +60,7 @@ def evaluate(
     mode: Annotated[Mode, typer.Option(help="resize: fit the whole image to 400x400; tile: 400x400 tiles "
                                        "with blended overlaps.")] = Mode.resize,
     device: Annotated[Device, typer.Option(help="auto picks cuda, then mps, then cpu.")] = Device.auto,
+    precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
     batch_size: Annotated[Optional[int], typer.Option(help="Images (or tiles) per network call (default: 1 on CPU, "
                                                       "where it is fastest; 4 on a GPU).", min=1,
                                                       show_default=False)] = None,
@@ -97,7 +98,8 @@ def evaluate(
         photos = evaluation.load_samples(skipped, warn) if data is None else \
             evaluation.load_folder(data, skipped, warn, exclude=out)
         torch_device = pick_device(device.value)
-        colorizers = evaluation.load_colorizers(archs, weights, weights_dir, torch_device, mode.value, batch_size)
+        colorizers = evaluation.load_colorizers(archs, weights, weights_dir, torch_device, mode.value, batch_size,
+                                                  precision.value)
     except (evaluation.EvalDataError, ValueError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)
     source = evaluation.SAMPLE_DATA if data is None else str(data)
@@ -115,13 +117,15 @@ def evaluate(
     summaries = result.summaries()
     for s in summaries:
         s["weights"] = str(weights or (weights_dir or models_dir()) / ARCHS[s["network"]].weights_file)
-    summary = {"data": source, "mode": mode.value, "device": str(torch_device), "images": result.images(),
+    dtype = next(iter(colorizers.values())).dtype
+    summary = {"data": source, "mode": mode.value, "device": str(torch_device),
+               "precision": str(dtype).removeprefix("torch."), "images": result.images(),
                "skipped": dict(skipped), "out": str(out), "networks": summaries}
     written = evaluation.write_results(out, result, summary)
     if json_summary:
         typer.echo(json.dumps({**summary, "files": [str(p) for p in written]}, allow_nan=False))
     else:
-        title = f"{summary['images']} photos from {source}, {mode.value} mode"
+        title = f"{summary['images']} photos from {source}, {mode.value} mode, {summary['precision']}"
         Console(highlight=False).print(summary_table(summaries, title))
         skips = "".join(f", {n} {why} skipped" for why, n in skipped.items() if n)
         err.print(f"{summary['images']} photos from {source}{skips}; wrote {', '.join(str(p) for p in written)}",
