@@ -12,7 +12,8 @@ over minutes, so a ratio is only fair between neighbours); the ratio, against th
 running the network alone, is the median of the rounds' ratios. Other figures are medians over
 --repeats runs. Printed: images/s of the network alone and of the whole batch (decode to encoded
 file on disk, report included), their ratio, seconds per 12 MP photo, and peak RSS for 10 vs
---many (1,000) images and for the 50 MP tile run.
+--many (1,000) images and for the 50 MP tile run. Where the CPU runs bfloat16 natively, the rounds
+also time --precision bfloat16, and its batch's speed against float32's is printed.
 --default-heap leaves glibc's malloc settings as they are (colorize keeps freed buffers).
 """
 
@@ -98,7 +99,10 @@ def child(args) -> None:
     net, _ = load_network(None, Path(args.weights))
     colorizer = Colorizer(net, "cpu", args.mode, args.batch_size)
     if args.scenario == "throughput":
-        figures = alternate_rounds(colorizer, Path(args.input), Path(args.output), args.jobs, args.rounds)
+        colorizers = {"float32": colorizer}
+        if bfloat16_runs_here():
+            colorizers["bfloat16"] = Colorizer(net, "cpu", args.mode, args.batch_size, precision="bfloat16")
+        figures = alternate_rounds(colorizers, Path(args.input), Path(args.output), args.jobs, args.rounds)
     else:
         started = time.perf_counter()
         count = len(colorize_folder(Path(args.input), Path(args.output), colorizer, args.jobs).rows)
@@ -106,9 +110,19 @@ def child(args) -> None:
     print(json.dumps({**figures, "batch_size": colorizer.batch_size, "rss_mib": peak_rss_mib()}))
 
 
-def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: int) -> dict:
-    """Images/s of the network alone (on the images' L, decoded beforehand) and of the whole batch on the
-    same folder, in alternating rounds after one untimed round of each, so all see the machine alike.
+def bfloat16_runs_here() -> bool:
+    """Whether this checkout has --precision and this CPU runs bfloat16 natively."""
+    try:
+        from colorize_cli.predictor import cpu_runs_bfloat16
+    except ImportError:  # a checkout from before it existed (the baseline)
+        return False
+    return cpu_runs_bfloat16()
+
+
+def alternate_rounds(colorizers: dict, folder: Path, output: Path, jobs: int, rounds: int) -> dict:
+    """Per precision, images/s of the network alone (on the images' L, decoded beforehand) and of the
+    whole batch on the same folder, in alternating rounds after one untimed round of each, so all see
+    the machine alike.
 
     The network alone runs two ways: one call at a time with all of torch's threads, and in the lanes
     the batch uses (Colorizer.network_lanes); the ratio is against the faster of the two in each round."""
@@ -120,23 +134,25 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
     files = sorted(folder.glob("*.jpg"))
     count = len(files)
     l = torch.stack([torch.from_numpy(l_of_pixels(decode(f, 0).pixels)) for f in files])[:, None]
-    calls = l.split(colorizer.batch_size)
     threads = torch.get_num_threads()
-    lanes = colorizer.network_lanes(jobs) if hasattr(colorizer, "network_lanes") else (1, threads)
-    figures = {"network": [], "network_lanes": [], "batch": []}
+    figures = {precision: {"network": [], "network_lanes": [], "batch": []} for precision in colorizers}
     for r in range(rounds + 1):
-        timed = {}
-        for name, (n_lanes, per_lane) in (("network", (1, threads)), ("network_lanes", lanes)):
+        for precision, colorizer in colorizers.items():
+            calls = l.split(colorizer.batch_size)
+            lanes = colorizer.network_lanes(jobs) if hasattr(colorizer, "network_lanes") else (1, threads)
+            figures[precision]["lanes"] = list(lanes)
+            timed = {}
+            for name, (n_lanes, per_lane) in (("network", (1, threads)), ("network_lanes", lanes)):
+                started = time.perf_counter()
+                network_alone(colorizer, calls, n_lanes, per_lane)
+                timed[name] = count / (time.perf_counter() - started)
             started = time.perf_counter()
-            network_alone(colorizer, calls, n_lanes, per_lane)
-            timed[name] = count / (time.perf_counter() - started)
-        started = time.perf_counter()
-        colorize_folder(folder, output / f"round{r}", colorizer, jobs)
-        timed["batch"] = count / (time.perf_counter() - started)
-        if r:
-            for name, value in timed.items():
-                figures[name].append(value)
-    return {**figures, "lanes": list(lanes)}
+            colorize_folder(folder, output / f"round{r}-{precision}", colorizer, jobs)
+            timed["batch"] = count / (time.perf_counter() - started)
+            if r:
+                for name, value in timed.items():
+                    figures[precision][name].append(value)
+    return figures
 
 
 def network_alone(colorizer, calls, lanes: int, threads_per_lane: int) -> None:
@@ -185,6 +201,16 @@ def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mo
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def print_throughput(title: str, figures: dict) -> None:
+    best = [max(one, lanes) for one, lanes in zip(figures["network"], figures["network_lanes"])]
+    ratios = [b / n for n, b in zip(best, figures["batch"])]
+    n_lanes, per_lane = figures["lanes"]
+    print(f"{title}: network alone {statistics.median(figures['network']):.2f} images/s one call at a time, "
+          f"{statistics.median(figures['network_lanes']):.2f} in {n_lanes} lanes of {per_lane} thread(s); batch "
+          f"{statistics.median(figures['batch']):.2f} images/s; ratio to the faster network "
+          f"{statistics.median(ratios):.2f} (rounds {min(ratios):.2f} to {max(ratios):.2f})")
+
+
 def median_of(repeats: int, run) -> dict:
     results = [run(i) for i in range(repeats)]
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
@@ -229,13 +255,13 @@ def main():
         print(f"torch {torch.__version__}, batch size {throughput['batch_size']}, jobs {args.jobs}, torch threads "
               f"{args.torch_threads or torch.get_num_threads()}, heap {'glibc default' if args.default_heap else 'kept'}, "
               f"medians of {args.repeats} runs, {args.rounds} rounds for the ratio")
-        best = [max(one, lanes) for one, lanes in zip(throughput["network"], throughput["network_lanes"])]
-        ratios = [b / n for n, b in zip(best, throughput["batch"])]
-        n_lanes, per_lane = throughput["lanes"]
-        print(f"400x400 JPEG, resize: network alone {statistics.median(throughput['network']):.2f} images/s one call "
-              f"at a time, {statistics.median(throughput['network_lanes']):.2f} in {n_lanes} lanes of {per_lane} "
-              f"thread(s); batch {statistics.median(throughput['batch']):.2f} images/s; ratio to the faster network "
-              f"{statistics.median(ratios):.2f} (rounds {min(ratios):.2f} to {max(ratios):.2f})")
+        print_throughput("400x400 JPEG, resize", throughput["float32"])
+        if "bfloat16" in throughput:
+            bf16 = throughput["bfloat16"]
+            print_throughput("  --precision bfloat16", bf16)
+            speedups = [b / f for b, f in zip(bf16["batch"], throughput["float32"]["batch"])]
+            print(f"  bfloat16 batch: {statistics.median(speedups):.2f}x the float32 batch's images/s "
+                  f"(rounds {min(speedups):.2f} to {max(speedups):.2f})")
         if args.big:
             big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights, args))
             print(f"12 MP JPEG, resize: {big['seconds'] / big['count']:.3f} s per photo, "

@@ -8,9 +8,8 @@ After `keep_freed_buffers()`, blocks up to 32 MiB come from the heap and the hea
 only when more than 256 MiB of it is free; larger blocks (whole photos) are still mapped and
 returned one by one. The heap holds what the busiest image needed, plus what fragmentation adds
 over a long batch (threads free blocks in a different order from image to image). So
-`release_free_pages` hands the free pages back after the first images and every 32nd one after
-them: 1,000 images then peak 2% above 10 rather than 4%, at no measurable cost in speed
-(benchmarks/README.md).
+`release_free_pages` hands the free pages back after every 32nd image: 1,000 images then peak 2%
+above 10 rather than 4%, at no measurable cost in speed (benchmarks/README.md).
 Malloc settings of the user's own (MALLOC_*_ variables, GLIBC_TUNABLES) are left to rule; so are
 dask's: its nanny starts workers with MALLOC_TRIM_THRESHOLD_ set (distributed.nanny.pre-spawn-environ).
 """
@@ -23,7 +22,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit systems
 TRIM_THRESHOLD = 256 << 20
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
-RELEASE_EVERY = 32  # images; every 8th cost 3% of the batch's speed, every 32nd nothing measurable
+RELEASE_EVERY = 32  # images: the next images fault their buffers in again; every 8th cost 3% of the speed
 _kept = []  # glibc's malloc_trim, once keep_freed_buffers() has taken effect
 
 
@@ -47,10 +46,9 @@ def keep_freed_buffers() -> bool:
 
 
 def release_free_pages(images_done: int) -> bool:
-    """After the 1st, 2nd, 4th, 8th and 16th image and every 32nd, give the heap's free pages back to
-    the OS; True if it did. Nothing happens unless keep_freed_buffers() took effect."""
-    due = images_done & (images_done - 1) == 0 or images_done % RELEASE_EVERY == 0
-    if not (_kept and images_done > 0 and due):
+    """After every 32nd image, give the heap's free pages back to the OS; True if it did. Nothing
+    happens unless keep_freed_buffers() took effect."""
+    if not (_kept and images_done > 0 and images_done % RELEASE_EVERY == 0):
         return False
     _kept[0](0)
     return True
