@@ -6,7 +6,7 @@ import torch
 from skimage import data
 
 from colorize_cli import predictor
-from colorize_cli.colour import l_of_pixels
+from colorize_cli.colour import l_of_pixels, scale_l, unscale_ab
 from colorize_cli.predictor import (Colorizer, blend_window, cpu_runs_bfloat16, default_batch_size, pick_device,
                                    pick_precision, tile_starts, torch_threads)
 from colorize_cli.registry import load_network
@@ -106,6 +106,16 @@ def test_bfloat16_on_cpu_stays_within_1e_2_of_float32():
     reduced = Colorizer(net, "cpu", precision="bfloat16").predict_ab(ls)
     for a, b in zip(full, reduced):
         assert 0 < np.abs(a - b).max() / 110 < 1e-2  # not 0: bfloat16 did run
+
+
+def test_the_shipped_network_keeps_a_b_within_1e_2_of_float32_in_float16():
+    """What float16 on CUDA relies on, checked here on CPU, where float16 is slow but runs."""
+    net, _ = load_network(6)
+    l = torch.from_numpy(l_of_pixels(data.coffee()[:400, :400]))[None, None]
+    full = Colorizer(net, "cpu", precision="float32").run_network(l)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
+        half = unscale_ab(net(scale_l(l)).float())
+    assert 0 < ((full - half).abs() / 110).max() < 1e-2
 
 
 @pytest.mark.parametrize("name, device, expected", [
