@@ -12,8 +12,8 @@ over minutes, so a ratio is only fair between neighbours); the ratio, against th
 running the network alone, is the median of the rounds' ratios. Other figures are medians over
 --repeats runs. Printed: images/s of the network alone and of the whole batch (decode to encoded
 file on disk, report included), their ratio, seconds per 12 MP photo, and peak RSS for 10 vs
---many (1,000) images and for the 50 MP tile run. Where the CPU runs bfloat16 natively, the rounds
-also time --precision bfloat16, and its batch's speed against float32's is printed.
+--many (1,000) images and for the 50 MP tile run. Where the CPU runs bfloat16 natively, a second
+throughput run times --precision bfloat16, and its batch's speed against float32's is printed.
 --default-heap leaves glibc's malloc settings as they are (colorize keeps freed buffers).
 """
 
@@ -97,12 +97,10 @@ def child(args) -> None:
     if not args.default_heap:
         keep_freed_buffers()  # as `colorize batch` does
     net, _ = load_network(None, Path(args.weights))
-    colorizer = Colorizer(net, "cpu", args.mode, args.batch_size)
+    precision = {} if args.precision == "float32" else {"precision": args.precision}  # the baseline lacks it
+    colorizer = Colorizer(net, "cpu", args.mode, args.batch_size, **precision)
     if args.scenario == "throughput":
-        colorizers = {"float32": colorizer}
-        if bfloat16_runs_here():
-            colorizers["bfloat16"] = Colorizer(net, "cpu", args.mode, args.batch_size, precision="bfloat16")
-        figures = alternate_rounds(colorizers, Path(args.input), Path(args.output), args.jobs, args.rounds)
+        figures = alternate_rounds(colorizer, Path(args.input), Path(args.output), args.jobs, args.rounds)
     else:
         started = time.perf_counter()
         count = len(colorize_folder(Path(args.input), Path(args.output), colorizer, args.jobs).rows)
@@ -119,10 +117,9 @@ def bfloat16_runs_here() -> bool:
     return cpu_runs_bfloat16()
 
 
-def alternate_rounds(colorizers: dict, folder: Path, output: Path, jobs: int, rounds: int) -> dict:
-    """Per precision, images/s of the network alone (on the images' L, decoded beforehand) and of the
-    whole batch on the same folder, in alternating rounds after one untimed round of each, so all see
-    the machine alike.
+def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: int) -> dict:
+    """Images/s of the network alone (on the images' L, decoded beforehand) and of the whole batch on the
+    same folder, in alternating rounds after one untimed round of each, so all see the machine alike.
 
     The network alone runs two ways: one call at a time with all of torch's threads, and in the lanes
     the batch uses (Colorizer.network_lanes); the ratio is against the faster of the two in each round."""
@@ -134,25 +131,23 @@ def alternate_rounds(colorizers: dict, folder: Path, output: Path, jobs: int, ro
     files = sorted(folder.glob("*.jpg"))
     count = len(files)
     l = torch.stack([torch.from_numpy(l_of_pixels(decode(f, 0).pixels)) for f in files])[:, None]
+    calls = l.split(colorizer.batch_size)
     threads = torch.get_num_threads()
-    figures = {precision: {"network": [], "network_lanes": [], "batch": []} for precision in colorizers}
+    lanes = colorizer.network_lanes(jobs) if hasattr(colorizer, "network_lanes") else (1, threads)
+    figures = {"network": [], "network_lanes": [], "batch": []}
     for r in range(rounds + 1):
-        for precision, colorizer in colorizers.items():
-            calls = l.split(colorizer.batch_size)
-            lanes = colorizer.network_lanes(jobs) if hasattr(colorizer, "network_lanes") else (1, threads)
-            figures[precision]["lanes"] = list(lanes)
-            timed = {}
-            for name, (n_lanes, per_lane) in (("network", (1, threads)), ("network_lanes", lanes)):
-                started = time.perf_counter()
-                network_alone(colorizer, calls, n_lanes, per_lane)
-                timed[name] = count / (time.perf_counter() - started)
+        timed = {}
+        for name, (n_lanes, per_lane) in (("network", (1, threads)), ("network_lanes", lanes)):
             started = time.perf_counter()
-            colorize_folder(folder, output / f"round{r}-{precision}", colorizer, jobs)
-            timed["batch"] = count / (time.perf_counter() - started)
-            if r:
-                for name, value in timed.items():
-                    figures[precision][name].append(value)
-    return figures
+            network_alone(colorizer, calls, n_lanes, per_lane)
+            timed[name] = count / (time.perf_counter() - started)
+        started = time.perf_counter()
+        colorize_folder(folder, output / f"round{r}", colorizer, jobs)
+        timed["batch"] = count / (time.perf_counter() - started)
+        if r:
+            for name, value in timed.items():
+                figures[name].append(value)
+    return {**figures, "lanes": list(lanes)}
 
 
 def network_alone(colorizer, calls, lanes: int, threads_per_lane: int) -> None:
@@ -187,9 +182,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mode="resize") -> dict:
+def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mode="resize",
+              precision="float32") -> dict:
     cmd = [sys.executable, __file__, "--child", scenario, "--input", str(input_dir), "--output", str(out),
-           "--weights", str(weights), "--mode", mode, "--jobs", str(args.jobs), "--rounds", str(args.rounds)]
+           "--weights", str(weights), "--mode", mode, "--jobs", str(args.jobs), "--rounds", str(args.rounds),
+           "--precision", precision]
     for flag, value in (("--batch-size", args.batch_size), ("--torch-threads", args.torch_threads)):
         if value:
             cmd += [flag, str(value)]
@@ -233,6 +230,7 @@ def main():
     parser.add_argument("--output")
     parser.add_argument("--mode", default="resize")
     parser.add_argument("--rounds", type=int, default=7, help="alternating network / batch rounds for the ratio")
+    parser.add_argument("--precision", default="float32")
     args = parser.parse_args()
     if args.child:
         args.scenario = args.child
@@ -252,16 +250,16 @@ def main():
             write_weights(build_network(6), 6, weights)  # timing does not depend on the values
         dirs = make_inputs(tmp / "in", args.small, args.many, args.big, args.huge)
         throughput = run_child("throughput", dirs["small"], tmp / "t", weights, args)
+        if bfloat16_runs_here():  # in a process of its own: alternating with float32 in one slowed float32
+            bf16 = run_child("throughput", dirs["small"], tmp / "t16", weights, args, precision="bfloat16")
         print(f"torch {torch.__version__}, batch size {throughput['batch_size']}, jobs {args.jobs}, torch threads "
               f"{args.torch_threads or torch.get_num_threads()}, heap {'glibc default' if args.default_heap else 'kept'}, "
               f"medians of {args.repeats} runs, {args.rounds} rounds for the ratio")
-        print_throughput("400x400 JPEG, resize", throughput["float32"])
-        if "bfloat16" in throughput:
-            bf16 = throughput["bfloat16"]
+        print_throughput("400x400 JPEG, resize", throughput)
+        if bfloat16_runs_here():
             print_throughput("  --precision bfloat16", bf16)
-            speedups = [b / f for b, f in zip(bf16["batch"], throughput["float32"]["batch"])]
-            print(f"  bfloat16 batch: {statistics.median(speedups):.2f}x the float32 batch's images/s "
-                  f"(rounds {min(speedups):.2f} to {max(speedups):.2f})")
+            speedup = statistics.median(bf16["batch"]) / statistics.median(throughput["batch"])
+            print(f"  bfloat16 batch: {speedup:.2f}x the float32 batch's images/s (the run just before)")
         if args.big:
             big = median_of(args.repeats, lambda i: run_child("batch", dirs["big"], tmp / f"g{i}", weights, args))
             print(f"12 MP JPEG, resize: {big['seconds'] / big['count']:.3f} s per photo, "
