@@ -250,13 +250,14 @@ def main():
             write_weights(build_network(6), 6, weights)  # timing does not depend on the values
         dirs = make_inputs(tmp / "in", args.small, args.many, args.big, args.huge)
         throughput = run_child("throughput", dirs["small"], tmp / "t", weights, args)
-        if bfloat16_runs_here():  # in a process of its own: alternating with float32 in one slowed float32
+        bf16 = None  # in a process of its own: alternating with float32 in one process slowed float32
+        if bfloat16_runs_here():
             bf16 = run_child("throughput", dirs["small"], tmp / "t16", weights, args, precision="bfloat16")
         print(f"torch {torch.__version__}, batch size {throughput['batch_size']}, jobs {args.jobs}, torch threads "
               f"{args.torch_threads or torch.get_num_threads()}, heap {'glibc default' if args.default_heap else 'kept'}, "
               f"medians of {args.repeats} runs, {args.rounds} rounds for the ratio")
         print_throughput("400x400 JPEG, resize", throughput)
-        if bfloat16_runs_here():
+        if bf16:
             print_throughput("  --precision bfloat16", bf16)
             speedup = statistics.median(bf16["batch"]) / statistics.median(throughput["batch"])
             print(f"  bfloat16 batch: {speedup:.2f}x the float32 batch's images/s (the run just before)")

@@ -14,7 +14,7 @@ from colorize_cli.colour import GREY_CHROMA, bits_of, l_of_pixels, mean_chroma, 
 from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode
 from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
-from colorize_cli.heap import release_free_pages
+from colorize_cli.heap import image_done
 from colorize_cli.predictor import Colorizer, torch_threads
 from colorize_cli.report import ColourReport, ReportRow, pixels_mse, psnr_of_mse
 
@@ -132,7 +132,7 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
     Decoding and encoding run in `workers` threads while the network works on the images before them;
     on CPU the network calls run in lanes that share torch's threads (Colorizer.network_lanes). At most
     a few batches are in flight at once, and the heap's free pages go back to the OS now and then
-    (heap.release_free_pages), so memory does not grow with the number of images.
+    (heap.image_done), so memory does not grow with the number of images.
     """
     def emit(row: ReportRow) -> None:
         report.add(row)
@@ -150,7 +150,6 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
         predicting: deque = deque()
         writing: deque = deque()
         batch: list[Prepared] = []
-        finished = 0
 
         def hand_over(limit: int) -> None:
             while predicting and (len(predicting) > limit or predicting[0][1].done()):
@@ -160,12 +159,10 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
                     writing.append((item.job, work))
 
         def drain(limit: int) -> None:
-            nonlocal finished
             while writing and (len(writing) > limit or writing[0][1].done()):
                 job, future = writing.popleft()
                 emit(outcome(job, future))
-                finished += 1
-                release_free_pages(finished)
+                image_done()
 
         while decoding:
             job, future = decoding.popleft()

@@ -52,14 +52,16 @@ def pick_precision(name: str, device: torch.device | str) -> torch.dtype:
     device = torch.device(device)
     if name not in PRECISIONS:
         raise ValueError(f"--precision {name}: choose one of {', '.join(PRECISIONS)}")
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+    if name == "auto" or name == "float32":
+        return torch.float16 if name == "auto" and device.type == "cuda" else torch.float32
     if device.type == "cpu" and name == "float16":
         raise ValueError("--precision float16: CPUs have no fast float16; use bfloat16 or float32")
     if device.type == "cpu" and name == "bfloat16" and not cpu_runs_bfloat16():
         raise ValueError("--precision bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); use float32")
-    if device.type == "cuda" and name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise ValueError("--precision bfloat16: this GPU has no bfloat16; use float16 or float32")
+    if device.type == "cuda" and name == "bfloat16" and torch.cuda.get_device_capability(device)[0] < 8:
+        raise ValueError("--precision bfloat16: GPUs before Ampere have no native bfloat16; use float16 or float32")
+    if device.type == "mps":
+        raise ValueError(f"--precision {name}: on MPS colorize runs float32 only")
     return getattr(torch, name)
 
 

@@ -215,3 +215,26 @@ def test_missing_dask_names_the_extra(weights_dir, tmp_path, monkeypatch):
          'pip install "colorize[dask]"')
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_precision_reaches_the_workers_network(weights_dir):
+    import torch
+
+    from colorize_cli import scale_out
+    from colorize_cli.predictor import cpu_runs_bfloat16
+
+    spec = scale_out.NetworkSpec.of(weights_dir / "arch1.pt", 1, "resize", None, "cpu")
+    assert scale_out.worker_colorizer(spec).dtype == torch.float32  # auto, on a CPU
+    if cpu_runs_bfloat16():
+        spec = scale_out.NetworkSpec.of(weights_dir / "arch1.pt", 1, "resize", None, "cpu", "bfloat16")
+        assert scale_out.worker_colorizer(spec).dtype == torch.bfloat16
+
+
+def test_a_precision_the_cpu_workers_would_refuse_is_a_usage_error_first(weights_dir, tmp_path):
+    write_photos(tmp_path / "in", 1)
+    result = batch(weights_dir, "--backend", "dask", "--device", "cpu", "--precision", "float16",
+                   tmp_path / "in", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "colorize: error: --precision float16: CPUs have no fast float16; use bfloat16 or float32"]
+    assert not (tmp_path / "out").exists()

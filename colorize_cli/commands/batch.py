@@ -128,9 +128,11 @@ def batch(
             fail(str(exc), EXIT_USAGE)
     try:  # with dask the network is loaded here only to check the weights; each worker picks its own device
         torch_device = pick_device(device.value if backend is Backend.local else "cpu")
-        if backend is Backend.local:
-            pick_precision(precision.value, torch_device)
         net, arch = load_network(arch, weights, torch_device)
+        if backend is Backend.local:
+            colorizer = Colorizer(net, torch_device, mode.value, batch_size, precision=precision.value)
+        elif device is Device.cpu:  # else each worker checks --precision against the device it picks
+            pick_precision(precision.value, torch_device)
     except (ValueError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)
 
@@ -139,8 +141,8 @@ def batch(
             err.print(message, markup=False, soft_wrap=True)
 
     if backend is Backend.local:
-        colorizer = Colorizer(net, torch_device, mode.value, batch_size, precision=precision.value)
-        runs_on = str(torch_device)
+        dtype = str(colorizer.dtype).removeprefix("torch.")
+        runs_on = str(torch_device) if dtype == "float32" else f"{torch_device} in {dtype}"
 
         def process(planned):
             run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
