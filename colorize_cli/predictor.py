@@ -52,8 +52,10 @@ def pick_precision(name: str, device: torch.device | str) -> torch.dtype:
     device = torch.device(device)
     if name not in PRECISIONS:
         raise ValueError(f"--precision {name}: choose one of {', '.join(PRECISIONS)}")
-    if name == "auto" or name == "float32":
-        return torch.float16 if name == "auto" and device.type == "cuda" else torch.float32
+    if name == "auto":
+        name = "float16" if device.type == "cuda" else "float32"
+    if name == "float32":
+        return torch.float32
     if device.type == "cpu" and name == "float16":
         raise ValueError("--precision float16: CPUs have no fast float16; use bfloat16 or float32")
     if device.type == "cpu" and name == "bfloat16" and not cpu_runs_bfloat16():
@@ -129,6 +131,7 @@ class Colorizer:
             raise ValueError(f"mode must be one of {MODES}")
         self.device = torch.device(device)
         self.dtype = pick_precision(precision, self.device)
+        self.precision = str(self.dtype).removeprefix("torch.")  # auto resolved: float32, float16 or bfloat16
         self.net = net.to(self.device).eval()
         self.mode = mode
         self.batch_size = default_batch_size(self.device) if batch_size is None else max(1, batch_size)

@@ -141,8 +141,7 @@ def batch(
             err.print(message, markup=False, soft_wrap=True)
 
     if backend is Backend.local:
-        dtype = str(colorizer.dtype).removeprefix("torch.")
-        runs_on = str(torch_device) if dtype == "float32" else f"{torch_device} in {dtype}"
+        runs_on = str(torch_device) if colorizer.precision == "float32" else f"{torch_device} in {colorizer.precision}"
 
         def process(planned):
             run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)

@@ -31,5 +31,5 @@ class Precision(str, Enum):
 
 
 PRECISION_HELP = ("The network's arithmetic. auto: float16 on a CUDA GPU, float32 elsewhere. bfloat16: about "
-                  "1.45x faster on CPUs with AVX512-BF16 or AMX, at slightly lower quality (a, b move by 0.16 "
+                  "1.5x faster on CPUs with AVX512-BF16 or AMX, at slightly lower quality (a, b move by 0.16 "
                   "on average).")

@@ -117,9 +117,8 @@ def evaluate(
     summaries = result.summaries()
     for s in summaries:
         s["weights"] = str(weights or (weights_dir or models_dir()) / ARCHS[s["network"]].weights_file)
-    dtype = next(iter(colorizers.values())).dtype
     summary = {"data": source, "mode": mode.value, "device": str(torch_device),
-               "precision": str(dtype).removeprefix("torch."), "images": result.images(),
+               "precision": next(iter(colorizers.values())).precision, "images": result.images(),
                "skipped": dict(skipped), "out": str(out), "networks": summaries}
     written = evaluation.write_results(out, result, summary)
     if json_summary:
