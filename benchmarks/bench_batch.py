@@ -232,7 +232,7 @@ def main():
     parser.add_argument("--mode", default="resize")
     parser.add_argument("--rounds", type=int, default=7, help="alternating network / batch rounds for the ratio")
     parser.add_argument("--precision", help="child processes only; the default is colorize's (auto)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda: the network's device, as `colorize batch --device`")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, as `colorize batch --device`")
     args = parser.parse_args()
     if args.child:
         args.scenario = args.child
