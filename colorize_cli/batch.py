@@ -42,17 +42,24 @@ def plan_jobs(inputs: Sequence[Path], output: Path, fmt: str = "keep",
               warn: Callable[[str], None] = lambda m: None) -> tuple[list[Job], list[ReportRow]]:
     """Files and walked folders -> jobs mirroring their relative paths under `output`; bad inputs as rows."""
     output = Path(output)
-    jobs, problems, taken = [], [], set()
+    jobs, problems, taken, planned = [], [], set(), set()
+
+    def cannot_list(folder: Path, reason: str) -> None:
+        problems.append(ReportRow(str(folder), status="failed", error=reason))
+
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            pairs = [(f, f.relative_to(item)) for f in walk_images(item, exclude=output, on_warning=warn)]
+            pairs = [(f, f.relative_to(item)) for f in walk_images(item, output, warn, cannot_list)]
         elif item.exists() or item.is_symlink():
             pairs = [(item, mirror_name(item))]
         else:
             problems.append(ReportRow(str(item), status="failed", error="file not found"))
             continue
         for source, rel in pairs:
+            if os.path.realpath(source) in planned:
+                continue  # the same file given twice (or inside a folder also given) is one job
+            planned.add(os.path.realpath(source))
             dest = output / rel.with_suffix(output_suffix(source, fmt))
             if dest in taken:
                 problems.append(ReportRow(str(source), str(dest), "failed", error="another input has the same output path"))
@@ -102,10 +109,10 @@ def finish(item: Prepared, ab: np.ndarray, mode: str) -> ReportRow:
     """Join predicted a, b with the original L, write the output, measure against the input's colours."""
     image, dest = item.image, item.job.dest
     pixels = pixels_of_lab(item.l, ab, output_bits(dest, image.bit_depth))
-    encode(dest, pixels, image.alpha, image.exif, image.icc)
+    left_out = encode(dest, pixels, image.alpha, image.exif, image.icc)
     width, height = image.size
     row = ReportRow(str(item.job.source), str(dest), "ok", width, height, mode,
-                    notes="; ".join(image.notes) or None, ground_truth=item.has_colour)
+                    notes="; ".join(image.notes + left_out) or None, ground_truth=item.has_colour)
     if item.has_colour:
         row.mse = pixels_mse(pixels, image.pixels)
         row.psnr = psnr_of_mse(row.mse)

@@ -143,3 +143,16 @@ def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 64) 
             np.copyto(codes[:n], v, casting="unsafe")  # truncation: v was offset by 0.5 to round
             np.take(encode, codes[:n], out=out[band, :, c])
     return out
+
+
+def lab_of_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 RGB (...x3) -> float32 LAB (...x3), as skimage's rgb2lab gives it, via the lookup tables."""
+    linear = TABLES[bits_of(pixels)][0]
+    rgb = np.take(linear, pixels)
+    xyz = rgb @ (_XYZ_FROM_RGB / _WHITE[:, None]).T  # XYZ relative to the white point
+    f = lab_f(xyz).astype(np.float32, copy=False)
+    out = np.empty(pixels.shape, np.float32)
+    out[..., 0] = 116.0 * f[..., 1] - 16.0
+    out[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    out[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return out

@@ -1,5 +1,6 @@
 """Files -> pixels: decode an image read-only, upright, with its alpha and metadata kept aside."""
 
+import logging
 import os
 import re
 import stat
@@ -97,6 +98,20 @@ _kept = threading.local()  # .messages: the list warnings of this thread go to, 
 _install = threading.Lock()
 _show_elsewhere = warnings.showwarning
 _PILLOW_ALWAYS = ("always", None, Warning, re.compile(r"PIL\."), 0)  # as warnings.filters holds it
+
+
+class _KeepLogged(logging.Handler):
+    """tifffile logs what it finds wrong: kept with the file being decoded, never printed on its own."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        messages = getattr(_kept, "messages", None)
+        if messages is not None:
+            messages.append(re.sub(r"^<tifffile\.\w+ @\d+> ", "", record.getMessage()))
+
+
+_tifffile_log = logging.getLogger("tifffile")
+_tifffile_log.addHandler(_KeepLogged())
+_tifffile_log.propagate = False
 
 
 def _show_or_keep(message, category, filename, lineno, file=None, line=None):
@@ -246,12 +261,15 @@ def _decode_other_tiff(f: BinaryIO, max_pixels: int) -> DecodedImage:
     f.seek(0)
     if f.read(4) not in (b"II*\0", b"MM\0*"):
         raise DecodeError("not an image file (unrecognised format)")
+    logged = getattr(_kept, "messages", None) or []
+    already = len(logged)
     try:
         array, pages = _first_tiff_page(f, max_pixels)
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(damage_reason(exc)) from None
+        said = logged[already:]  # tifffile's own words on what is wrong come before its exception
+        raise DecodeError(f"damaged or unsupported image ({said[0][:200]})" if said else damage_reason(exc)) from None
     notes = [f"{pages} frames (animated or multi-page): only the first is colourised"] if pages > 1 else []
     return _from_array(array, "TIFF", None, None, notes)
 
@@ -261,21 +279,59 @@ def _tiff_bits(im: Image.Image) -> int:
     return int(bits[0] if isinstance(bits, tuple) else bits)
 
 
-def _as_uint(array: np.ndarray) -> np.ndarray:
-    """Pillow's other pixel types -> uint8 or uint16: 32-bit integers and floats kept as 16 bits."""
+def _as_uint(array: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Any sample type -> uint8 or uint16, mapped by what the samples hold; a note where the range is unusual."""
     if array.dtype in (np.uint8, np.uint16):
         return array
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * np.uint8(255)
     if np.issubdtype(array.dtype, np.integer):
-        top = 255 if array.max(initial=0) <= 255 else 65535
-        return np.clip(array, 0, top).astype(np.uint8 if top == 255 else np.uint16)
-    return np.round(np.clip(np.nan_to_num(array), 0.0, 1.0) * 65535).astype(np.uint16)
+        return _integers_as_uint(array, notes)
+    if np.issubdtype(array.dtype, np.floating):
+        return _floats_as_uint(array.astype(np.float64), notes)
+    raise DecodeError(f"unsupported sample type {array.dtype}")
+
+
+def _integers_as_uint(array: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Integers of another width: kept where they fit 8 or 16 bits, else stretched from their actual range."""
+    lo, hi = int(array.min(initial=0)), int(array.max(initial=0))
+    if lo >= 0 and hi <= 255:
+        return array.astype(np.uint8)
+    if lo >= 0 and hi <= 65535:
+        return array.astype(np.uint16)
+    notes.append(f"{array.dtype} samples run {lo} to {hi}: stretched to 16 bits from that range")
+    return _stretch(array.astype(np.float64), lo, hi)
+
+
+def _floats_as_uint(array: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Floats as 16 bits: 0..1 as usual; 0..255 or 0..65535 read as integer codes; else their actual range."""
+    finite = np.isfinite(array)
+    if not finite.any():
+        raise DecodeError("no finite sample values (all NaN or infinite)")
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} samples are NaN or infinite: set to 0")
+        array = np.where(finite, array, 0.0)
+    lo, hi = float(array.min()), float(array.max())
+    if lo >= 0 and hi <= 1:
+        return np.round(array * 65535).astype(np.uint16)
+    if lo >= -0.05 and hi <= 1.05:  # a little over- or undershoot, as filters leave it
+        notes.append(f"float samples run {lo:g} to {hi:g}: clipped to 0 to 1")
+        return np.round(np.clip(array, 0, 1) * 65535).astype(np.uint16)
+    for top in (255, 65535):
+        if lo >= 0 and hi <= top:
+            notes.append(f"float samples run {lo:g} to {hi:g}: read as 0 to {top}")
+            return np.round(array * (65535 / top)).astype(np.uint16)
+    notes.append(f"float samples run {lo:g} to {hi:g}: stretched to 16 bits from that range")
+    return _stretch(array, lo, hi)
+
+
+def _stretch(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.round((array - lo) * (65535 / max(hi - lo, 1e-30))).astype(np.uint16)
 
 
 def _from_array(array: np.ndarray, fmt: str, exif, icc, notes) -> DecodedImage:
     """HxW, HxWx1 to HxWx4 integer or float pixels -> DecodedImage, the last channel of 2 or 4 as alpha."""
-    array = _as_uint(np.ascontiguousarray(array))
+    array = _as_uint(np.ascontiguousarray(array), notes)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim == 2 or array.ndim == 3 and array.shape[2] == 3:

@@ -1,12 +1,10 @@
 """Training in several processes: torchrun's process group and the few collectives the training loop needs."""
 
-import math
 import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -48,11 +46,6 @@ class World:
         if self.size == 1:
             return net
         return DistributedDataParallel(net, device_ids=[self.device] if self.device.type == "cuda" else None)
-
-    def share_of(self, order: np.ndarray) -> np.ndarray:
-        """This process's share of `order`, split as DistributedSampler does: repeated from the start up to a
-        multiple of the processes, then every size-th item from this rank."""
-        return np.resize(order, math.ceil(len(order) / self.size) * self.size)[self.rank :: self.size]
 
     def sum(self, *values: float) -> list[float]:
         """Each value summed over the processes."""

@@ -46,16 +46,24 @@ def describes_rgb(icc: bytes | None) -> bool:
     return bool(icc) and icc[16:20] == b"RGB "
 
 
+JPEG_SEGMENT_MAX = 65533  # bytes one JPEG marker segment can hold: EXIF must fit in one
+
+
 def encode(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
-           exif: bytes | None = None, icc: bytes | None = None, quality: int = 95) -> None:
-    """Write uint8 or uint16 RGB (HxWx3) to `path`, format chosen by its suffix, via a temp file and rename."""
+           exif: bytes | None = None, icc: bytes | None = None, quality: int = 95) -> list[str]:
+    """Write uint8 or uint16 RGB (HxWx3) to `path`, format chosen by its suffix, via a temp file and rename.
+
+    Returns notes on metadata the format cannot hold and so was left out."""
     path = Path(path)
     fmt, keeps_alpha, keeps_16 = FORMATS[path.suffix.lower()]
     bits = 16 if pixels.dtype == np.uint16 and keeps_16 else 8
     array = to_bits(pixels, bits)
     if alpha is not None and keeps_alpha:
         array = np.concatenate([array, to_bits(alpha, bits)[..., None]], axis=2)
-    options = {}
+    options, notes = {}, []
+    if exif and fmt == "JPEG" and len(exif) > JPEG_SEGMENT_MAX:
+        notes.append(f"EXIF block of {len(exif)} bytes is too large for JPEG: left out")
+        exif = None
     if exif:
         options["exif"] = exif
     if describes_rgb(icc):
@@ -67,6 +75,7 @@ def encode(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
             write_16bit(tmp, array, fmt, options)
         else:
             Image.fromarray(array).save(tmp, format=fmt, **options)
+    return notes
 
 
 def write_16bit(path: Path, array: np.ndarray, fmt: str, options: dict) -> None:

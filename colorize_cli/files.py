@@ -1,18 +1,35 @@
 """Finding input images and writing outputs atomically."""
 
 import csv
+import functools
 import io
 import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (and open files cannot be deleted there)
+    fcntl = None
+
 TEMP_SUFFIX = ".colorize-tmp"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+# Pillow formats that only name a file (an outside handler or program would decode it), never walked
+PILLOW_STUBS = {"BUFR", "EPS", "GRIB", "HDF5", "MPEG", "WMF"}
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """Every suffix of a format the decoder reads (Pillow's readers, tifffile's TIFFs): what a walk picks up."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(suffix for suffix, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and fmt not in PILLOW_STUBS)
 
 
 def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    return path.suffix.lower() in image_suffixes()
 
 
 def is_temp_name(path: Path) -> bool:
@@ -20,16 +37,21 @@ def is_temp_name(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
-def walk_images(root: Path, exclude: Path | None = None, on_warning=None) -> list[Path]:
-    """Image files under `root`, sorted, following directory symlinks but never a loop or `exclude`."""
+def walk_images(root: Path, exclude: Path | None = None, on_warning=None, on_unreadable=None) -> list[Path]:
+    """Image files under `root`, sorted, following directory symlinks but never a loop or `exclude`.
+
+    A folder that cannot be listed goes to `on_unreadable(path, reason)` (a warning if not given).
+    """
     root = Path(root)
     warn = on_warning or (lambda message: None)
+    cannot_list = on_unreadable or (lambda path, reason: warn(f"{path}: {reason}, not walked"))
     found = []
+    other_files = 0
     seen = set()
     skip = exclude.resolve() if exclude is not None and exclude.exists() else None
 
     def unreadable(exc: OSError) -> None:
-        warn(f"{exc.filename}: cannot list folder ({exc.strerror or exc}), not walked")
+        cannot_list(Path(exc.filename), f"cannot list folder ({exc.strerror or exc})")
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
         real = Path(dirpath).resolve()
@@ -40,31 +62,72 @@ def walk_images(root: Path, exclude: Path | None = None, on_warning=None) -> lis
             continue
         seen.add(real)
         dirnames.sort()
-        found += [Path(dirpath) / name for name in sorted(filenames) if is_image_name(Path(name))]
+        images = [Path(dirpath) / name for name in sorted(filenames) if is_image_name(Path(name))]
+        other_files += sum(not is_temp_name(Path(name)) and not name.startswith(".") for name in filenames) - len(images)
+        found += images
+    if not found and other_files:
+        warn(f"{root}: {other_files} files, none of them in an image format colorize reads")
     return found
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temporary files that a killed run left under `folder` (hold its lock); return them."""
+    """Delete temporary files under `folder` that no live writer holds (a killed run's); return them.
+
+    Every writer holds a lock on its temporary file until the rename (atomic_path), so a file that
+    can be locked here belongs to no running process, whichever run or folder it was written for.
+    """
     removed = []
     for dirpath, _, filenames in os.walk(folder):
         for name in filenames:
             path = Path(dirpath) / name
-            if is_temp_name(path):
-                path.unlink(missing_ok=True)
+            if is_temp_name(path) and _remove_if_unheld(path):
                 removed.append(path)
     return removed
 
 
-def _create_temp(path: Path) -> Path:
-    """A new empty file beside `path`, named to end in TEMP_SUFFIX, with the umask's usual permissions."""
+def _remove_if_unheld(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False  # gone already, or not ours to open
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live writer's
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+def temp_name(name: str, tag: str, name_max: int = 255) -> str:
+    """`.NAME.TAG.colorize-tmp`, with NAME cut (by bytes) so the whole stays within the file system's limit."""
+    room = name_max - len(f"..{tag}{TEMP_SUFFIX}".encode())
+    raw = os.fsencode(name)
+    return f".{os.fsdecode(raw[:room]) if len(raw) > room else name}.{tag}{TEMP_SUFFIX}"
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _create_temp(path: Path) -> tuple[Path, int]:
+    """A new empty file beside `path` (umask's usual permissions) and an open descriptor holding its lock."""
+    name_max = _name_max(path.parent)
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        tmp = path.with_name(temp_name(path.name, secrets.token_hex(4), name_max))
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes, or the process dies
+        return tmp, fd
 
 
 def _flush_to_disk(path: Path) -> None:
@@ -81,13 +144,14 @@ def atomic_path(path: Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path)
+    tmp, held = _create_temp(path)
     try:
         yield tmp
         _flush_to_disk(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(held)
 
 
 def write_csv_atomic(path: Path, records: list[dict], fieldnames: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,20 +55,34 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def load_tensors(path: Path):
+    """torch.load with weights_only=True (never runs pickled code), its warnings kept off the terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Why load_tensors failed, in a few words (torch's own text advises loading unsafely: not repeated)."""
+    text = str(exc).strip()
+    if text.startswith("Weights only load failed"):
+        return "it holds pickled objects, not only tensors; colorize loads tensors only"
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
 def read_weights(path: Path) -> tuple[dict, dict]:
     """Load (state_dict, meta) from an exported weights file or a training checkpoint, safely."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_tensors(path)
     except Exception as exc:  # torch raises many types for corrupt or truncated files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable weights file ({reason[:200]})") from None
+        raise WeightsError(f"{path}: not a readable weights file ({unreadable_reason(exc)})") from None
     if isinstance(blob, dict) and "state_dict" in blob:
         return blob["state_dict"], dict(blob.get("meta", {}))
-    if isinstance(blob, dict) and "model" in blob:  # a training checkpoint
-        return blob["model"], {"arch": blob.get("arch"), "epoch": blob.get("epoch")}
+    if isinstance(blob, dict) and "model" in blob:  # a training checkpoint: its moving average where it has one
+        return blob.get("average") or blob["model"], {"arch": blob.get("arch"), "epoch": blob.get("epoch")}
     raise WeightsError(f"{path}: not a colorize weights file or checkpoint")
 
 

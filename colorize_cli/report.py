@@ -52,6 +52,14 @@ def psnr_of_mse(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
+
+
+def spreadsheet_safe(value):
+    """A CSV cell that a spreadsheet shows as text: a leading ' before what it would run as a formula."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 class ColourReport:
     """Collects rows; writes report.csv and report.json atomically; summarises the run."""
 
@@ -80,6 +88,7 @@ class ColourReport:
     def write(self, folder: Path, seconds: float) -> None:
         folder = Path(folder)
         rows = [asdict(r) for r in self.rows]
-        write_csv_atomic(folder / "report.csv", rows, [f.name for f in fields(ReportRow)])
+        cells = [{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows]
+        write_csv_atomic(folder / "report.csv", cells, [f.name for f in fields(ReportRow)])
         body = {"summary": self.summary(seconds), "rows": rows}
         write_text_atomic(folder / "report.json", json.dumps(body, indent=1, allow_nan=False, default=str) + "\n")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import typer
-from torch.utils.data import DistributedSampler
 from typer.testing import CliRunner
 
 from colorize_cli import distributed
@@ -58,7 +57,7 @@ def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
 
 def test_two_gloo_processes_end_equal_and_the_checkpoint_resumes_in_one(tmp_path, eight_photos):
     opts = TrainOptions(arch=1, data=str(eight_photos), out=str(tmp_path / "run"), epochs=2, lr=1e-2, batch_size=4,
-                        crop=32, warmup_epochs=0, cache=str(tmp_path / "cache"))
+                        crop=32, warmup_epochs=0)
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     done = torchrun(2, str(worker), json.dumps(asdict(opts)), str(tmp_path))
@@ -85,23 +84,12 @@ def test_two_gloo_processes_end_equal_and_the_checkpoint_resumes_in_one(tmp_path
     assert len(resumed.train_loss) == 3 and read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
 
 
-@pytest.mark.parametrize("n, size", [(8, 2), (7, 2), (5, 3), (1, 2)])
-def test_each_process_gets_the_share_distributed_sampler_gives_it(n, size):
-    order = np.random.default_rng(0).permutation(n)
-    for rank in range(size):
-        sampler = DistributedSampler(range(n), num_replicas=size, rank=rank, shuffle=False)
-        share = distributed.World(rank, size, torch.device("cpu")).share_of(order)
-        assert share.tolist() == [order[i] for i in sampler]
-
-
 def test_one_process_is_the_plain_loop():
     world = distributed.World(0, 1, torch.device("cpu"))
     net = torch.nn.Linear(2, 2)
     assert world.wrap(net) is net
     assert world.sum(1.5, 4) == [1.5, 4]
     assert world.from_main(lambda: (0.25, 30.0)) == (0.25, 30.0)
-    order = np.arange(7)
-    assert world.share_of(order).tolist() == order.tolist()
 
 
 def test_cli_ddp_hands_the_same_options_to_torchrun(tmp_path, eight_photos, monkeypatch):
@@ -113,12 +101,12 @@ def test_cli_ddp_hands_the_same_options_to_torchrun(tmp_path, eight_photos, monk
 
     monkeypatch.setattr(distributed, "exec_torchrun", exec_torchrun)
     result = CliRunner().invoke(app, ["train", "--ddp", "--nproc", "2", "--arch", "1", "--data", str(eight_photos),
-                                      "--epochs", "2", "--lr", "0.01", "--no-amp", "--out", str(tmp_path / "run"),
+                                      "--epochs", "2", "--lr", "0.01", "--no-balanced", "--out", str(tmp_path / "run"),
                                       "--export", str(tmp_path / "arch1.pt")])
     assert result.exit_code == 0, result.output
     assert launched == [(2, ["train", "--arch", "1", "--data", str(eight_photos), "--out", str(tmp_path / "run"),
-                             "--epochs", "2", "--lr", "0.01", "--no-amp", "--export", str(tmp_path / "arch1.pt")])]
-    assert command_line({"seed": 3, "amp": True, "resume": Path("r/last.pt")}) == ["--seed", "3", "--amp",
+                             "--epochs", "2", "--lr", "0.01", "--no-balanced", "--export", str(tmp_path / "arch1.pt")])]
+    assert command_line({"seed": 3, "fit": True, "resume": Path("r/last.pt")}) == ["--seed", "3", "--fit",
                                                                                  "--resume", "r/last.pt"]
 
 

@@ -3,6 +3,7 @@
 import json
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -28,7 +29,7 @@ def tiny_photos(tmp_path):
 
 def options(tmp_path, data, **kw):
     base = dict(arch=1, data=str(data), out=str(tmp_path / "run"), epochs=3, lr=1e-2, batch_size=4, crop=32,
-                warmup_epochs=0, cache=str(tmp_path / "cache"))
+                warmup_epochs=0)
     return TrainOptions(**{**base, **kw})
 
 
@@ -76,7 +77,7 @@ def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, tiny_photos):
 def test_cli_train_export_then_batch_uses_the_weights(tmp_path, tiny_photos):
     models = tmp_path / "models"
     result = runner.invoke(app, ["train", "--arch", "3", "--data", str(tiny_photos), "--epochs", "1", "--crop", "32",
-                                 "--batch-size", "4", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c"),
+                                 "--batch-size", "4", "--out", str(tmp_path / "run"),
                                  "--export", str(models / "arch3.pt")])
     assert result.exit_code == 0, result.output
     state, meta = read_weights(models / "arch3.pt")
@@ -127,23 +128,86 @@ def test_init_with_the_wrong_network_is_a_clear_error(tmp_path, tiny_photos, wei
 def test_huber_is_squared_below_delta_and_linear_above():
     from colorize_cli.train import loss_fn
 
-    huber = loss_fn("huber", None, huber_delta=0.2)
+    huber = loss_fn("huber", huber_delta=0.2)
     zero = torch.zeros(1, 2, 1, 1)
     small, large = torch.full_like(zero, 0.1), torch.full_like(zero, 1.2)
     assert huber(small, zero).item() == pytest.approx(0.5 * 0.1**2 / 0.2)
     assert huber(large, zero).item() == pytest.approx(1.2 - 0.1)
-    assert loss_fn("mse", None)(large, zero).item() == pytest.approx(1.44)
+    assert loss_fn("mse")(large, zero).item() == pytest.approx(1.44)
 
 
 def test_resume_keeps_each_runs_huber_delta(tmp_path, tiny_photos):
-    """A run keeps its own delta; a checkpoint from before --huber-delta existed resumes with its 0.1."""
     from colorize_cli.train import options_from_checkpoint
 
     train(options(tmp_path, tiny_photos, epochs=1, huber_delta=0.3), log=lambda m: None)
     last = tmp_path / "run" / "last.pt"
     assert options_from_checkpoint(last, {}).huber_delta == 0.3
-    state = torch.load(last, weights_only=True)
-    del state["options"]["huber_delta"]
-    torch.save(state, last)
-    assert options_from_checkpoint(last, {}).huber_delta == 0.1
     assert options_from_checkpoint(last, {"huber_delta": 0.2}).huber_delta == 0.2
+
+
+@pytest.mark.skipif(not __import__("colorize_cli.predictor", fromlist=["x"]).cpu_runs_bfloat16(),
+                    reason="this CPU has no native bfloat16")
+def test_bfloat16_training_on_cpu_lowers_the_loss(tmp_path, tiny_photos):
+    history = train(options(tmp_path, tiny_photos, precision="bfloat16", epochs=4), log=lambda m: None)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    from colorize_cli import train as training
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_runs_bfloat16", lambda: True)
+    assert training.training_precision("auto", cpu) == torch.bfloat16
+    assert training.training_precision("float32", cpu) == torch.float32
+    monkeypatch.setattr(training, "cpu_runs_bfloat16", lambda: False)
+    assert training.training_precision("auto", cpu) == torch.float32
+    with pytest.raises(ValueError, match="float16"):
+        training.training_precision("float16", cpu)
+
+
+def test_the_moving_average_is_what_export_writes(tmp_path, tiny_photos):
+    from colorize_cli.train import export_weights
+
+    train(options(tmp_path, tiny_photos, epochs=2, ema_decay=0.9), log=lambda m: None)
+    state = read_checkpoint(tmp_path / "run" / "best.pt")
+    raw, average = state["model"], state["average"]
+    name = next(k for k, v in raw.items() if v.is_floating_point() and v.numel() >= 4096)
+    assert not torch.allclose(raw[name], average[name])  # the average lags the raw weights
+    export_weights(tmp_path / "run" / "best.pt", tmp_path / "arch1.pt")
+    exported, meta = read_weights(tmp_path / "arch1.pt")
+    assert meta["averaged"] is True
+    assert torch.allclose(exported[name].float(), average[name], atol=1e-3)
+    assert not torch.allclose(exported[name].float(), raw[name], atol=1e-3)
+
+
+def test_without_a_moving_average_export_writes_the_raw_weights(tmp_path, tiny_photos):
+    from colorize_cli.train import export_weights
+
+    train(options(tmp_path, tiny_photos, epochs=1, ema_decay=0), log=lambda m: None)
+    state = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["average"] is None
+    export_weights(tmp_path / "run" / "last.pt", tmp_path / "arch1.pt")
+    exported, meta = read_weights(tmp_path / "arch1.pt")
+    assert meta["averaged"] is False
+    assert all(torch.allclose(exported[k].float(), v, atol=1e-2) for k, v in state["model"].items()
+               if v.is_floating_point())
+
+
+def test_the_moving_average_resumes_exactly(tmp_path, tiny_photos):
+    def interrupt(epoch, step, steps):
+        if (epoch, step) == (1, 1):
+            raise KeyboardInterrupt
+
+    train(options(tmp_path / "a", tiny_photos, ema_decay=0.9), log=lambda m: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(options(tmp_path / "b", tiny_photos, ema_decay=0.9), log=lambda m: None, progress=interrupt)
+    train(options(tmp_path / "b", tiny_photos, ema_decay=0.9), resume=tmp_path / "b" / "run" / "last.pt",
+          log=lambda m: None)
+    straight = read_checkpoint(tmp_path / "a" / "run" / "last.pt")["average"]
+    resumed = read_checkpoint(tmp_path / "b" / "run" / "last.pt")["average"]
+    assert all(torch.allclose(straight[k].float(), resumed[k].float(), atol=1e-5) for k in straight)
+
+
+def test_whole_photo_fitting_trains_on_the_design_input(tmp_path, tiny_photos):
+    history = train(options(tmp_path, tiny_photos, epochs=2, crop=48, fit=True), log=lambda m: None)
+    assert len(history.train_loss) == 2 and all(np.isfinite(history.train_loss))

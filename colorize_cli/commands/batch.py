@@ -1,5 +1,6 @@
 """`colorize batch`."""
 
+import io
 import json
 import os
 import sys
@@ -87,8 +88,9 @@ def batch(
 
     With --backend dask the files go to a Dask cluster in chunks; each worker loads the network once.
 
-    Exit codes: 0 all done, 1 some files failed, 2 usage error (options, OUTPUT, weights, dask cluster),
-    3 OUTPUT locked.
+    Exit codes: 0 all done, 1 some files failed (or stdout failed), 2 usage error (options, OUTPUT is a
+    file, the input folder or not writable, weights, dask cluster), 3 OUTPUT locked. An input given twice is
+    one job.
     """
     from rich.console import Console
 
@@ -110,6 +112,10 @@ def batch(
         fail("give at least one INPUT and an OUTPUT folder (or --files-from)", EXIT_USAGE)
     if output.exists() and not output.is_dir():
         fail(f"OUTPUT {output} exists and is not a folder", EXIT_USAGE)
+    for item in inputs:
+        if item.is_dir() and os.path.realpath(item) == os.path.realpath(output):
+            fail(f"OUTPUT {output} is the input folder {item}: choose another OUTPUT (a folder inside it works)",
+                 EXIT_USAGE)
     dask_options = {"--scheduler": scheduler, "--dask-workers": dask_workers, "--chunk-size": chunk_size}
     if backend is Backend.local:
         given = [name for name, value in dask_options.items() if value is not None]
@@ -161,16 +167,22 @@ def batch(
     report = ColourReport()
     show_bar = not (quiet or json_lines) and sys.stderr.isatty()
     bar = task = None
+    stdout_trouble = []  # why JSON lines stopped, if stdout failed (a closed pipe, a full disk)
 
     def on_row(row):
         if row.status == "failed":
             err.print(f"colorize: {row.input}: {row.error}", markup=False, soft_wrap=True)
         elif row.notes and row.status == "ok":
             say(f"warning: {row.input}: {row.notes}")
-        if json_lines:
+        if json_lines and not stdout_trouble:
             record = {"status": row.status, "input": row.input, "output": row.output, "mse": row.mse,
                       "error": row.error}
-            typer.echo(json.dumps(record))
+            try:
+                typer.echo(json.dumps(record))
+                sys.stdout.flush()
+            except OSError as exc:
+                stdout_trouble.append(exc.strerror or str(exc))
+                silence_stdout()
         if bar is not None:
             bar.advance(task)
 
@@ -178,8 +190,10 @@ def batch(
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"OUTPUT {output}: {exc.strerror or exc}", EXIT_USAGE)
+    locked = False
     try:
         with folder_lock(output, wait, on_wait=say):
+            locked = True
             started = time.perf_counter()
             stale = remove_stale_temps(output)
             if stale:
@@ -200,11 +214,25 @@ def batch(
             report.write(output, seconds)
     except Locked as exc:
         fail(str(exc), EXIT_LOCKED)
-    except OSError as exc:  # the lock file or the report cannot be written
-        fail(f"{exc.filename or output}: {exc.strerror or exc}", EXIT_FAILED)
+    except OSError as exc:  # the lock file (OUTPUT cannot be written: usage) or the report cannot be written
+        fail(f"{'' if locked else 'OUTPUT '}{exc.filename or output}: {exc.strerror or exc}",
+             EXIT_FAILED if locked else EXIT_USAGE)
     summary = report.summary(seconds)
     mean = f", mean MSE {summary['mean_mse']:.5f} ({summary['mean_psnr']:.2f} dB)" if summary["mean_mse"] is not None else ""
     say(f"{summary['images']} images: {summary['ok']} colourised, {summary['skipped']} skipped, "
         f"{summary['failed']} failed{mean}, {seconds:.1f}s, network {arch} on {runs_on}; "
         f"report in {output / 'report.csv'}")
+    if stdout_trouble:
+        fail(f"stdout: {stdout_trouble[0]}; JSON lines stopped there (report.csv and report.json have every row)",
+             EXIT_FAILED)
     raise typer.Exit(EXIT_FAILED if summary["failed"] else EXIT_OK)
+
+
+def silence_stdout() -> None:
+    """After stdout fails, send what is left for it to /dev/null, so Python's exit flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (tests): nothing to flush there
+        pass

@@ -13,7 +13,13 @@ from colorize_cli.registry import WeightsError
 class Loss(str, Enum):
     mse = "mse"
     huber = "huber"
-    rebalanced = "rebalanced"
+
+
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
 
 
 def train(
@@ -28,13 +34,19 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (peak of the cosine schedule).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Crops per step.", min=1)] = None,
     crop: Annotated[Optional[int], typer.Option(help="Side of the random training crops.", min=16)] = None,
+    epoch_size: Annotated[Optional[int], typer.Option(help="Crops drawn per epoch (default: the number of "
+                                                      "training photos).", min=1)] = None,
+    fit: Annotated[Optional[bool], typer.Option("--fit/--no-fit", help="Train on whole photos resized to "
+                                                "--crop x --crop (the design's recipe) instead of random "
+                                                "crops.")] = None,
+    balanced: Annotated[Optional[bool], typer.Option("--balanced/--no-balanced", help="Draw each folder "
+                                                     "directly under --data equally often (default), or "
+                                                     "each photo equally often.")] = None,
+    ema_decay: Annotated[Optional[float], typer.Option(help="Decay of the moving average of the weights that "
+                                                       "is validated and exported (default 0.999; 0: the "
+                                                       "raw weights).", min=0.0, max=0.99999)] = None,
     loss: Annotated[Optional[Loss], typer.Option(help="huber (default: squared below --huber-delta, "
-                                                 "linear above), mse (the design's), or rebalanced "
-                                                 "(MSE weighted by the rarity of the true a,b).")] = None,
-    rebalance_lambda: Annotated[Optional[float], typer.Option(help="For --loss rebalanced: mix of the a,b "
-                                                              "prior with a uniform one; 1 = plain MSE, "
-                                                              "0.5 = Zhang et al. (default 0.5).",
-                                                              min=0.0, max=1.0)] = None,
+                                                 "linear above) or mse (the design's).")] = None,
     huber_delta: Annotated[Optional[float], typer.Option(help="For --loss huber: errors of scaled a,b (a,b/110) "
                                                          "above this count linearly, below it squared "
                                                          "(default 0.2).", min=0.001)] = None,
@@ -42,9 +54,10 @@ def train(
     workers: Annotated[Optional[int], typer.Option(help="Torch threads for training (0: torch's default).",
                                                    min=0)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = None,
-    cache: Annotated[Optional[Path], typer.Option(help="Folder for the decoded-LAB cache "
-                                                  "(default $COLORIZE_CACHE or ~/.cache/colorize).")] = None,
+    precision: Annotated[Optional[TrainPrecision], typer.Option(help="auto (default): bfloat16 autocast on "
+                                                                 "CPUs that compute it natively (AVX512-BF16 "
+                                                                 "or AMX), float16 AMP on CUDA, float32 "
+                                                                 "elsewhere.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from a last.pt checkpoint.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights (a weights file, e.g. the "
                                                  "shipped models/arch6.pt, or a checkpoint) to fine-tune on "
@@ -60,12 +73,13 @@ def train(
     """Train one of the six networks on a folder of colour photos (also under torchrun: see --ddp)."""
     from colorize_cli import distributed
     from colorize_cli import train as training
+    from colorize_cli.training_data import NoTrainingPhotos
 
     given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
-                 out=str(out) if out else None, epochs=epochs, lr=lr, batch_size=batch_size, crop=crop,
-                 loss=loss.value if loss else None, rebalance_lambda=rebalance_lambda,
-                 huber_delta=huber_delta, seed=seed,
-                 workers=workers, device=device, amp=amp, cache=str(cache) if cache else None,
+                 out=str(out) if out else None, epochs=epochs, epoch_size=epoch_size, lr=lr,
+                 batch_size=batch_size, crop=crop, fit=fit, balanced=balanced, ema_decay=ema_decay,
+                 loss=loss.value if loss else None, huber_delta=huber_delta, seed=seed, workers=workers,
+                 device=device, precision=precision.value if precision else None,
                  init=str(init) if init else None)
     try:
         if resume:
@@ -89,9 +103,14 @@ def train(
             torch.set_num_threads(opts.workers)
         training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
         if export and distributed.is_main_process():
-            entry = training.export_weights(Path(opts.out) / "best.pt", export)
+            best = Path(opts.out) / "best.pt"
+            try:
+                entry = training.export_weights(best, export)
+            except OSError as exc:
+                fail(f"{export}: cannot export ({exc.strerror or exc}); {best} and last.pt are kept: export "
+                     f"again with colorize train --resume {Path(opts.out) / 'last.pt'} --export PATH", 2)
             typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
-    except (training.CheckpointError, WeightsError) as exc:
+    except (training.CheckpointError, WeightsError, NoTrainingPhotos) as exc:
         fail(str(exc), 2)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), 2)

@@ -1,0 +1,99 @@
+"""Training photos: decoded once into 8-bit RGB in memory, drawn source by source, cropped, turned into LAB."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from colorize_cli.colour import lab_of_pixels
+from colorize_cli.decode import decode
+from colorize_cli.files import walk_images
+
+
+class NoTrainingPhotos(Exception):
+    """Nothing under the data folder can be trained on."""
+
+
+@dataclass
+class PhotoSet:
+    """8-bit RGB photos (HxWx3 uint8, a third of float16 LAB's memory) and the source folder of each."""
+
+    photos: list[np.ndarray]
+    sources: list[str]
+    source_of: np.ndarray  # index into `sources`, one per photo
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.photos)
+
+
+def to_rgb8(pixels: np.ndarray) -> np.ndarray:
+    """Decoded pixels (grey or RGB, 8 or 16 bits) as HxWx3 uint8."""
+    if pixels.dtype != np.uint8:
+        pixels = (pixels.astype(np.uint32) * 255 + 32767) // 65535
+        pixels = pixels.astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
+
+
+def source_name(root: Path, path: Path) -> str:
+    """The folder directly under `root` that holds `path` (".": photos at the top level)."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else "."
+
+
+def load_photos(root: Path, log=print) -> PhotoSet:
+    """Every readable image under `root`; a file that cannot be read is skipped with a warning."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NoTrainingPhotos(f"{root}: not a folder")
+    paths = walk_images(root, on_warning=lambda message: log(f"warning: {message}"))
+    photos, names = [], []
+    for path in paths:
+        try:
+            photos.append(to_rgb8(decode(path).pixels))
+            names.append(source_name(root, path))
+        except Exception as exc:  # one bad photo must not stop training
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log(f"warning: {path}: skipped ({first})")
+    if not photos:
+        found = f"none of its {len(paths)} image files could be read" if paths else "no image files found"
+        raise NoTrainingPhotos(f"{root}: {found}")
+    sources = sorted(set(names))
+    return PhotoSet(photos, sources, np.array([sources.index(n) for n in names]))
+
+
+def draw(photo_set: PhotoSet, count: int, balanced: bool, rng: np.random.Generator) -> np.ndarray:
+    """`count` photo indices: each source folder equally likely (balanced), or each photo equally likely."""
+    if not balanced:
+        return rng.integers(0, len(photo_set), count)
+    folders = rng.integers(0, len(photo_set.sources), count)
+    members = [np.flatnonzero(photo_set.source_of == s) for s in range(len(photo_set.sources))]
+    return np.array([members[f][rng.integers(0, len(members[f]))] for f in folders])
+
+
+def random_crops(photos: list[np.ndarray], crop: int, rng: np.random.Generator) -> np.ndarray:
+    """One random crop (and coin-flip mirror) of side `crop` per photo -> Nx3xCxC float32 LAB."""
+    out = np.empty((len(photos), crop, crop, 3), np.uint8)
+    for i, rgb in enumerate(photos):
+        h, w = rgb.shape[:2]
+        if h < crop or w < crop:
+            rgb = np.pad(rgb, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="reflect")
+            h, w = rgb.shape[:2]
+        y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+        patch = rgb[y : y + crop, x : x + crop]
+        out[i] = patch[:, ::-1] if rng.random() < 0.5 else patch
+    return lab_of_pixels(out).transpose(0, 3, 1, 2)
+
+
+def fitted_photos(photos: list[np.ndarray], side: int, rng: np.random.Generator) -> np.ndarray:
+    """Whole photos resized to side x side (the design's training input), coin-flip mirrored -> Nx3xSxS LAB."""
+    from PIL import Image
+
+    out = np.empty((len(photos), side, side, 3), np.uint8)
+    for i, rgb in enumerate(photos):
+        fitted = np.asarray(Image.fromarray(rgb).resize((side, side), Image.BILINEAR))
+        out[i] = fitted[:, ::-1] if rng.random() < 0.5 else fitted
+    return lab_of_pixels(out).transpose(0, 3, 1, 2)
