@@ -14,6 +14,7 @@ from colorize_cli.colour import GREY_CHROMA, bits_of, l_of_pixels, mean_chroma, 
 from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode
 from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
+from colorize_cli.gallery import thumbnail_paths, write_thumbnail
 from colorize_cli.heap import image_done
 from colorize_cli.predictor import Colorizer, torch_threads
 from colorize_cli.report import ColourReport, ReportRow, pixels_mse, psnr_of_mse
@@ -25,6 +26,7 @@ class Job:
 
     source: Path
     dest: Path
+    thumbnails: tuple[Path, Path] | None = None  # the gallery's input and output thumbnails, if it has one
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Prepared:
 
 
 def plan_jobs(inputs: Sequence[Path], output: Path, fmt: str = "keep",
-              warn: Callable[[str], None] = lambda m: None) -> tuple[list[Job], list[ReportRow]]:
+              warn: Callable[[str], None] = lambda m: None, gallery: bool = False) -> tuple[list[Job], list[ReportRow]]:
     """Files and walked folders -> jobs mirroring their relative paths under `output`; bad inputs as rows."""
     output = Path(output)
     jobs, problems, taken, planned = [], [], set(), set()
@@ -65,7 +67,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, fmt: str = "keep",
                 problems.append(ReportRow(str(source), str(dest), "failed", error="another input has the same output path"))
                 continue
             taken.add(dest)
-            jobs.append(Job(source, dest))
+            jobs.append(Job(source, dest, thumbnail_paths(output, dest) if gallery else None))
     return keep_inputs_safe(jobs, problems)
 
 
@@ -105,13 +107,17 @@ def has_chroma(pixels: np.ndarray, sample: int = 4096) -> bool:
     return mean_chroma(rgb_to_lab(thumb)) >= GREY_CHROMA
 
 
-def finish(item: Prepared, ab: np.ndarray, mode: str) -> ReportRow:
+def finish(item: Prepared, ab: np.ndarray, colorizer: Colorizer) -> ReportRow:
     """Join predicted a, b with the original L, write the output, measure against the input's colours."""
     image, dest = item.image, item.job.dest
     pixels = pixels_of_lab(item.l, ab, output_bits(dest, image.bit_depth))
     left_out = encode(dest, pixels, image.alpha, image.exif, image.icc)
+    if item.job.thumbnails:
+        write_thumbnail(item.job.thumbnails[0], image.pixels)
+        write_thumbnail(item.job.thumbnails[1], pixels)
     width, height = image.size
-    row = ReportRow(str(item.job.source), str(dest), "ok", width, height, mode,
+    row = ReportRow(str(item.job.source), str(dest), "ok", width, height, colorizer.mode,
+                    render_size=colorizer.render_size, strength=colorizer.strength,
                     notes="; ".join(image.notes + left_out) or None, ground_truth=item.has_colour)
     if item.has_colour:
         row.mse = pixels_mse(pixels, image.pixels)
@@ -162,7 +168,7 @@ def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, o
             while predicting and (len(predicting) > limit or predicting[0][1].done()):
                 items, future = predicting.popleft()
                 for item, ab in zip(items, future.result()):
-                    work = failed_future(ab) if isinstance(ab, Exception) else pool.submit(finish, item, ab, colorizer.mode)
+                    work = failed_future(ab) if isinstance(ab, Exception) else pool.submit(finish, item, ab, colorizer)
                     writing.append((item.job, work))
 
         def drain(limit: int) -> None:

@@ -18,7 +18,7 @@ from colorize_cli.colour import GREY_CHROMA, join_l_ab, mean_chroma, rgb_to_lab
 from colorize_cli.decode import DecodeError, decode
 from colorize_cli.files import walk_images, write_csv_atomic, write_text_atomic
 from colorize_cli.plots import plot_comparison_grid
-from colorize_cli.predictor import Colorizer
+from colorize_cli.predictor import NETWORK_SIDE, Colorizer
 from colorize_cli.registry import ARCHS, DEFAULT_ARCH, load_network
 
 METRICS = ("mse", "psnr", "ssim", "ciede2000", "colourfulness")
@@ -164,7 +164,8 @@ def _decode_photos(folder: Path, paths: list[Path], skipped: Counter, warn) -> I
 
 def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, weights_dir: Path | None = None,
                     device="cpu", mode: str = "resize", batch_size: int | None = None,
-                    precision: str = "auto") -> dict[int, Colorizer]:
+                    precision: str = "auto", render_size: int = NETWORK_SIDE,
+                    strength: float = 1.0) -> dict[int, Colorizer]:
     """Network number -> Colorizer: from `weights`, from archN.pt in `weights_dir`, or the shipped weights.
     Raises WeightsError naming a missing or bad file."""
     colorizers = {}
@@ -174,7 +175,8 @@ def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, we
             arch = DEFAULT_ARCH if arch is None else arch
             path = Path(weights_dir) / ARCHS[arch].weights_file
         net, number = load_network(arch, path, device)
-        colorizers[number] = Colorizer(net, device, mode, batch_size, precision=precision)
+        colorizers[number] = Colorizer(net, device, mode, batch_size, precision=precision, render_size=render_size,
+                                       strength=strength)
     return colorizers
 
 

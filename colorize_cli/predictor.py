@@ -10,7 +10,9 @@ from torch import nn
 
 from colorize_cli.colour import scale_l, unscale_ab
 
-NETWORK_SIDE = 400
+NETWORK_SIDE = 400  # the design's input side: the default render size
+RENDER_SIZES = range(64, 1025, 16)  # what --render-size accepts: the networks halve a side up to four times
+MAX_STRENGTH = 2.0
 MODES = ("resize", "tile")
 CPU_BATCH_SIZE = 1  # fastest on CPU and flat in memory (benchmarks/README.md); GPUs get more per call
 ACCELERATOR_BATCH_SIZE = 4
@@ -122,20 +124,33 @@ def summed_ramps(length: int, tile: int, overlap: int) -> torch.Tensor:
     return total
 
 
+def check_render_settings(render_size: int, strength: float) -> None:
+    """Refuse a render size or colour strength outside what the options allow, in one line."""
+    if render_size not in RENDER_SIZES:
+        raise ValueError(f"--render-size {render_size}: a multiple of 16 from {RENDER_SIZES.start} to "
+                         f"{RENDER_SIZES.stop - 1}")
+    if not 0 <= strength <= MAX_STRENGTH:
+        raise ValueError(f"--strength {strength:g}: from 0 (grey) to {MAX_STRENGTH:g}")
+
+
 class Colorizer:
-    """Owns a network, its device, and how an image is fitted to the network's 400x400 input."""
+    """Owns a network, its device, the side the network sees (render size) and the strength of its colour."""
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu", mode: str = "resize",
-                 batch_size: int | None = None, overlap: int = 64, precision: str = "auto"):
+                 batch_size: int | None = None, overlap: int = 64, precision: str = "auto",
+                 render_size: int = NETWORK_SIDE, strength: float = 1.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        check_render_settings(render_size, strength)
+        self.render_size = render_size
+        self.strength = strength
         self.device = torch.device(device)
         self.dtype = pick_precision(precision, self.device)
         self.precision = str(self.dtype).removeprefix("torch.")  # auto resolved: float32, float16 or bfloat16
         self.net = net.to(self.device).eval()
         self.mode = mode
         self.batch_size = default_batch_size(self.device) if batch_size is None else max(1, batch_size)
-        self.overlap = overlap
+        self.overlap = min(overlap, render_size // 4)  # small tiles keep most of each tile their own
 
     def network_lanes(self, workers: int) -> tuple[int, int]:
         """(network calls at once, torch threads for each) in a run with `workers` threads.
@@ -159,7 +174,7 @@ class Colorizer:
             chunk = chunk.pin_memory().to(self.device, non_blocking=True) if cuda else chunk.to(self.device)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
                 ab = self.net(scale_l(chunk))
-            out.append(unscale_ab(ab.float()).cpu())
+            out.append((unscale_ab(ab.float()) * self.strength).cpu())
         return torch.cat(out)
 
     def predict_ab(self, ls: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -169,15 +184,15 @@ class Colorizer:
         return [self._predict_tiled(l) for l in ls]
 
     def _predict_resized(self, ls):
-        side = (NETWORK_SIDE, NETWORK_SIDE)
+        side = (self.render_size, self.render_size)
         fitted = torch.cat([resize_plane(torch.from_numpy(np.ascontiguousarray(l))[None, None], side) for l in ls])
         ab_small = self.run_network(fitted)
         return [resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy() for ab, l in zip(ab_small, ls)]
 
     def _predict_tiled(self, l: np.ndarray) -> np.ndarray:
-        """Blend overlapping 400x400 tiles; the only full-size buffer is the HxWx2 result itself."""
+        """Blend overlapping tiles of the render size; the only full-size buffer is the HxWx2 result itself."""
         h, w = l.shape
-        side = NETWORK_SIDE
+        side = self.render_size
         plane = torch.from_numpy(np.ascontiguousarray(l))[None, None]
         pad_h, pad_w = max(0, side - h), max(0, side - w)
         if pad_h or pad_w:  # small sides: replicate up to one full tile

@@ -18,6 +18,8 @@ class ReportRow:
     width: int | None = None
     height: int | None = None
     mode: str | None = None
+    render_size: int | None = None  # the side the network saw
+    strength: float | None = None  # the factor on the predicted a, b
     seconds: float | None = None
     ground_truth: bool = False  # False: the input was grey, so there is nothing to compare with
     mse: float | None = None
@@ -60,13 +62,26 @@ def spreadsheet_safe(value):
     return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
+def settings_of_outputs(folder: Path) -> dict[str, tuple]:
+    """Output -> (render size, strength) from the report a previous run left in `folder`, carried over."""
+    try:
+        rows = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8", errors="surrogateescape"))["rows"]
+        return {r["output"]: (r.get("render_size"), r.get("strength")) for r in rows
+                if r.get("output") and r.get("status") in ("ok", "skipped") and r.get("render_size")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no report, or not one of ours: nothing to carry over
+
+
 class ColourReport:
     """Collects rows; writes report.csv and report.json atomically; summarises the run."""
 
-    def __init__(self):
+    def __init__(self, made_with: dict[str, tuple] | None = None):
         self.rows: list[ReportRow] = []
+        self.made_with = made_with or {}  # output -> (render size, strength) of the run that wrote it
 
     def add(self, row: ReportRow) -> None:
+        if row.status == "skipped" and row.output in self.made_with:  # say how the kept output was made
+            row.render_size, row.strength = self.made_with[row.output]
         self.rows.append(row)
 
     def count(self, status: str) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from colorize_cli.batch import Job, describe, jobs_to_do, run_batch
 from colorize_cli.decode import DEFAULT_MAX_PIXELS
 from colorize_cli.heap import keep_freed_buffers
-from colorize_cli.predictor import Colorizer, pick_device
+from colorize_cli.predictor import NETWORK_SIDE, Colorizer, pick_device
 from colorize_cli.registry import ARCHS, WeightsError, load_network, models_dir, sha256_of
 from colorize_cli.report import ColourReport, ReportRow
 
@@ -74,14 +74,16 @@ class NetworkSpec:
     batch_size: int | None  # None: the worker's device default
     device: str  # auto, cpu, cuda or mps, picked on each worker
     precision: str = "auto"  # resolved on each worker for its device
+    render_size: int = NETWORK_SIDE
+    strength: float = 1.0
 
     @classmethod
     def of(cls, weights: Path | None, arch: int, mode: str, batch_size: int | None, device: str,
-           precision: str = "auto") -> "NetworkSpec":
+           precision: str = "auto", render_size: int = NETWORK_SIDE, strength: float = 1.0) -> "NetworkSpec":
         """The client side: `weights` (or the shipped file for `arch`), already loaded once by the client."""
         path = shipped_weights(arch) if weights is None else Path(weights)
         return cls(None if weights is None else os.path.abspath(path), sha256_of(path), arch, mode, batch_size, device,
-                   precision)
+                   precision, render_size, strength)
 
 
 def shipped_weights(arch: int) -> Path:
@@ -99,7 +101,8 @@ def worker_colorizer(spec: NetworkSpec) -> Colorizer:
     device = pick_device(spec.device)
     net, _ = load_network(spec.arch, path, device)
     keep_freed_buffers()
-    return Colorizer(net, device, spec.mode, spec.batch_size, precision=spec.precision)
+    return Colorizer(net, device, spec.mode, spec.batch_size, precision=spec.precision,
+                     render_size=spec.render_size, strength=spec.strength)
 
 
 def colorize_chunk(jobs: Sequence[Job], spec: NetworkSpec, overwrite: bool = False,
@@ -168,7 +171,8 @@ def run_on_dask(jobs: Sequence[Job], spec: NetworkSpec, report: ColourReport, ov
     for job in todo:
         source, dest = os.path.abspath(job.source), os.path.abspath(job.dest)
         given[source], given[dest] = str(job.source), str(job.dest)
-        absolute.append(Job(Path(source), Path(dest)))
+        thumbnails = job.thumbnails and tuple(Path(os.path.abspath(t)) for t in job.thumbnails)
+        absolute.append(Job(Path(source), Path(dest), thumbnails))
     chunks = chunked(absolute, chunk_size)
     with dask_client(scheduler, n_workers, quiet) as client, \
             closing(dispatch(client, chunks, spec, overwrite, max_pixels, threads)) as results:

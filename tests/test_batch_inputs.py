@@ -173,7 +173,7 @@ def test_stdout_holds_only_one_json_line_per_file(run):
     lines = {Path(line["input"]).name: line for line in run["lines"]}
     assert len(run["lines"]) == len(run["rows"]) == len(lines)
     for name, line in lines.items():
-        assert set(line) == {"status", "input", "output", "mse", "error"}
+        assert set(line) == {"status", "input", "output", "mse", "render_size", "strength", "error"}
         row = run["rows"][name]
         assert (line["status"], line["output"], line["mse"], line["error"]) == \
                (row["status"], row["output"], row["mse"], row["error"])

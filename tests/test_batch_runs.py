@@ -148,7 +148,7 @@ def test_files_from_a_file_one_per_line(weights_dir, tmp_path):
     assert result.exit_code == 1
     assert lines["a b.png"]["status"] == lines["c.jpg"]["status"] == "ok"
     assert lines["gone.png"] == {"status": "failed", "input": str(tmp_path / "gone.png"), "output": None,
-                                 "mse": None, "error": "file not found"}
+                                 "mse": None, "render_size": None, "strength": None, "error": "file not found"}
     assert (tmp_path / "out" / "a b.png").exists() and (tmp_path / "out" / "c.jpg").exists()
 
 

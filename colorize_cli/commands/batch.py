@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.common import PRECISION_HELP, Device, Mode, Precision, fail
+from colorize_cli.commands.common import PRECISION_HELP, RENDER_SIZE_HELP, STRENGTH_HELP, Device, Mode, Precision, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 DEFAULT_JOBS = 2
@@ -46,6 +46,8 @@ def batch(
     weights: Annotated[Optional[Path], typer.Option(help="Weights file instead of the shipped ones.")] = None,
     device: Annotated[Device, typer.Option(help="auto picks cuda, then mps, then cpu.")] = Device.auto,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
+    render_size: Annotated[int, typer.Option(help=RENDER_SIZE_HELP)] = 400,
+    strength: Annotated[float, typer.Option(help=STRENGTH_HELP)] = 1.0,
     batch_size: Annotated[Optional[int], typer.Option(help="Images (or tiles) per network call (default: 1 on CPU, "
                                                       "where it is fastest; 4 on a GPU).", min=1,
                                                       show_default=False)] = None,
@@ -67,6 +69,8 @@ def batch(
                                        "with code 3.")] = False,
     json_lines: Annotated[bool, typer.Option("--json", help="One JSON line per file on stdout, nothing "
                                              "else there.")] = False,
+    gallery: Annotated[bool, typer.Option("--gallery/--no-gallery", help="Write OUTPUT/index.html, each "
+                                          "input beside its output, with thumbnails in OUTPUT/.thumbs.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary; errors "
                                         "still go to stderr.")] = False,
     backend: Annotated[Backend, typer.Option(help="local: this machine; dask: chunks of files on the workers "
@@ -97,9 +101,10 @@ def batch(
     from colorize_cli.batch import plan_jobs, run_batch
     from colorize_cli.files import remove_stale_temps
     from colorize_cli.lock import Locked, folder_lock
-    from colorize_cli.predictor import Colorizer, pick_device, pick_precision
+    from colorize_cli.gallery import write_gallery
+    from colorize_cli.predictor import Colorizer, check_render_settings, pick_device, pick_precision
     from colorize_cli.registry import WeightsError, load_network
-    from colorize_cli.report import ColourReport
+    from colorize_cli.report import ColourReport, settings_of_outputs
 
     err = Console(stderr=True, highlight=False)
     inputs, output = paths[:-1], paths[-1]
@@ -135,8 +140,10 @@ def batch(
     try:  # with dask the network is loaded here only to check the weights; each worker picks its own device
         torch_device = pick_device(device.value if backend is Backend.local else "cpu")
         net, arch = load_network(arch, weights, torch_device)
+        check_render_settings(render_size, strength)
         if backend is Backend.local:
-            colorizer = Colorizer(net, torch_device, mode.value, batch_size, precision=precision.value)
+            colorizer = Colorizer(net, torch_device, mode.value, batch_size, precision=precision.value,
+                                  render_size=render_size, strength=strength)
         elif device is Device.cpu:  # else each worker checks --precision against the device it picks
             pick_precision(precision.value, torch_device)
     except (ValueError, WeightsError) as exc:
@@ -152,7 +159,8 @@ def batch(
         def process(planned):
             run_batch(planned, colorizer, report, overwrite, max_pixels, on_row, jobs)
     else:
-        spec = scale_out.NetworkSpec.of(weights, arch, mode.value, batch_size, device.value, precision.value)
+        spec = scale_out.NetworkSpec.of(weights, arch, mode.value, batch_size, device.value, precision.value,
+                                        render_size, strength)
         n_workers = dask_workers or scale_out.DEFAULT_DASK_WORKERS
         runs_on = f"dask {scheduler}" if scheduler else f"a local dask cluster of {n_workers} workers"
         del net  # the workers load their own
@@ -164,7 +172,7 @@ def batch(
             except scale_out.ClusterUnavailable as exc:
                 fail(str(exc), EXIT_USAGE)
             remove_stale_temps(output)  # a worker killed mid-write leaves its temporary file; dask redid the chunk
-    report = ColourReport()
+    report = ColourReport(settings_of_outputs(output))
     show_bar = not (quiet or json_lines) and sys.stderr.isatty()
     bar = task = None
     stdout_trouble = []  # why JSON lines stopped, if stdout failed (a closed pipe, a full disk)
@@ -176,7 +184,7 @@ def batch(
             say(f"warning: {row.input}: {row.notes}")
         if json_lines and not stdout_trouble:
             record = {"status": row.status, "input": row.input, "output": row.output, "mse": row.mse,
-                      "error": row.error}
+                      "render_size": row.render_size, "strength": row.strength, "error": row.error}
             try:
                 typer.echo(json.dumps(record))
                 sys.stdout.flush()
@@ -198,7 +206,8 @@ def batch(
             stale = remove_stale_temps(output)
             if stale:
                 say(f"removed {len(stale)} temporary files left in {output} by an interrupted run")
-            planned, problems = plan_jobs(inputs, output, output_format.value, warn=lambda m: say(f"warning: {m}"))
+            planned, problems = plan_jobs(inputs, output, output_format.value, warn=lambda m: say(f"warning: {m}"),
+                                          gallery=gallery)
             for row in problems:
                 report.add(row)
                 on_row(row)
@@ -212,6 +221,8 @@ def batch(
                 process(planned)
             seconds = time.perf_counter() - started
             report.write(output, seconds)
+            if gallery:
+                write_gallery(output, report.rows, title=f"colorize: {output}")
     except Locked as exc:
         fail(str(exc), EXIT_LOCKED)
     except OSError as exc:  # the lock file (OUTPUT cannot be written: usage) or the report cannot be written

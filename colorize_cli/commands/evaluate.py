@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.common import PRECISION_HELP, Device, Mode, Precision, fail
+from colorize_cli.commands.common import PRECISION_HELP, RENDER_SIZE_HELP, STRENGTH_HELP, Device, Mode, Precision, fail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALL = "all"
@@ -61,6 +61,8 @@ def evaluate(
                                        "with blended overlaps.")] = Mode.resize,
     device: Annotated[Device, typer.Option(help="auto picks cuda, then mps, then cpu.")] = Device.auto,
     precision: Annotated[Precision, typer.Option(help=PRECISION_HELP)] = Precision.auto,
+    render_size: Annotated[int, typer.Option(help=RENDER_SIZE_HELP)] = 400,
+    strength: Annotated[float, typer.Option(help=STRENGTH_HELP)] = 1.0,
     batch_size: Annotated[Optional[int], typer.Option(help="Images (or tiles) per network call (default: 1 on CPU, "
                                                       "where it is fastest; 4 on a GPU).", min=1,
                                                       show_default=False)] = None,
@@ -77,7 +79,7 @@ def evaluate(
     from rich.console import Console
 
     from colorize_cli import evaluate as evaluation
-    from colorize_cli.predictor import pick_device
+    from colorize_cli.predictor import check_render_settings, pick_device
     from colorize_cli.registry import ARCHS, WeightsError, models_dir
 
     err = Console(stderr=True, highlight=False)
@@ -89,6 +91,10 @@ def evaluate(
         fail("--weights is one network's file; use --weights-dir for --arch all", EXIT_USAGE)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder", EXIT_USAGE)
+    try:
+        check_render_settings(render_size, strength)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
 
     def warn(message: str) -> None:
         err.print(f"warning: {message}", markup=False, soft_wrap=True)
@@ -99,7 +105,7 @@ def evaluate(
             evaluation.load_folder(data, skipped, warn, exclude=out)
         torch_device = pick_device(device.value)
         colorizers = evaluation.load_colorizers(archs, weights, weights_dir, torch_device, mode.value, batch_size,
-                                                  precision.value)
+                                                  precision.value, render_size, strength)
     except (evaluation.EvalDataError, ValueError, WeightsError) as exc:
         fail(str(exc), EXIT_USAGE)
     source = evaluation.SAMPLE_DATA if data is None else str(data)
@@ -117,14 +123,16 @@ def evaluate(
     summaries = result.summaries()
     for s in summaries:
         s["weights"] = str(weights or (weights_dir or models_dir()) / ARCHS[s["network"]].weights_file)
-    summary = {"data": source, "mode": mode.value, "device": str(torch_device),
+    summary = {"data": source, "mode": mode.value, "render_size": render_size, "strength": strength,
+               "device": str(torch_device),
                "precision": next(iter(colorizers.values())).precision, "images": result.images(),
                "skipped": dict(skipped), "out": str(out), "networks": summaries}
     written = evaluation.write_results(out, result, summary)
     if json_summary:
         typer.echo(json.dumps({**summary, "files": [str(p) for p in written]}, allow_nan=False))
     else:
-        title = f"{summary['images']} photos from {source}, {mode.value} mode, {summary['precision']}"
+        title = (f"{summary['images']} photos from {source}, {mode.value} mode at {render_size} px, strength "
+                 f"{strength:g}, {summary['precision']}")
         Console(highlight=False).print(summary_table(summaries, title))
         skips = "".join(f", {n} {why} skipped" for why, n in skipped.items() if n)
         err.print(f"{summary['images']} photos from {source}{skips}; wrote {', '.join(str(p) for p in written)}",
