@@ -33,21 +33,27 @@ def write_thumbnail(path: Path, pixels: np.ndarray) -> None:
 
 
 def _link(output: Path, path: Path | str) -> str:
-    return quote(os.path.relpath(path, output).replace(os.sep, "/"))
+    """A relative URL; file names that are not UTF-8 keep their bytes, percent-encoded."""
+    return quote(os.fsencode(os.path.relpath(path, output).replace(os.sep, "/")))
+
+
+def _text(name: str) -> str:
+    """A file name as page text: bytes that are not UTF-8 shown as U+FFFD, then escaped."""
+    return html.escape(os.fsencode(name).decode("utf-8", "replace"))
 
 
 def _cell_image(output: Path, thumb: Path, alt: str, href: str | None = None) -> str:
     if not thumb.is_file():
         return '<td class="none">no thumbnail</td>'
-    img = f'<img src="{_link(output, thumb)}" alt="{html.escape(alt)}" loading="lazy">'
+    img = f'<img src="{_link(output, thumb)}" alt="{_text(alt)}" loading="lazy">'
     return f'<td><a href="{href}">{img}</a></td>' if href else f"<td>{img}</td>"
 
 
 def _measure(row: ReportRow) -> str:
     if row.status == "failed":
-        return f'<span class="failed">failed: {html.escape(row.error or "")}</span>'
+        return f'<span class="failed">failed: {_text(row.error or "")}</span>'
     if row.mse is None:
-        return "no ground truth (grey input)" if row.status == "ok" else html.escape(row.notes or row.status)
+        return "no ground truth (grey input)" if row.status == "ok" else _text(row.notes or row.status)
     return f"MSE {row.mse:.5f}, PSNR {row.psnr:.2f} dB"
 
 
@@ -56,7 +62,7 @@ def gallery_html(output: Path, rows: list[ReportRow], title: str) -> str:
     output = Path(output)
     lines = []
     for row in rows:
-        name = html.escape(row.input)
+        name = _text(row.input)
         if row.output:
             thumb_in, thumb_out = thumbnail_paths(output, Path(row.output))
             href = _link(output, row.output) if row.status != "failed" and Path(row.output).is_file() else None
@@ -69,7 +75,7 @@ def gallery_html(output: Path, rows: list[ReportRow], title: str) -> str:
                      f'<div>{status}: {_measure(row)}</div></td></tr>')
     failed = sum(r.status == "failed" for r in rows)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1em; background: #fafafa; }}
 table {{ border-collapse: collapse; }}
@@ -79,7 +85,7 @@ img {{ max-width: {THUMB_SIDE}px; max-height: {THUMB_SIDE}px; display: block; }}
 .failed {{ color: #b00; }}
 .none {{ color: #888; }}
 </style></head><body>
-<h1>{html.escape(title)}</h1>
+<h1>{_text(title)}</h1>
 <p>{len(rows)} files: {sum(r.status == "ok" for r in rows)} colourised, {sum(r.status == "skipped" for r in rows)}
 skipped, {failed} failed. Each input on the left, its output on the right; click an output for the full-size
 file.</p>
