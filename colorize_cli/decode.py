@@ -15,6 +15,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from colorize_cli.errors import first_line
 from colorize_cli.png16 import png_bit_depth, read_png16
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -186,7 +187,7 @@ def damage_reason(exc: Exception) -> str:
     """Why a decoder failed, in one line."""
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"read error ({exc.strerror})"
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    text = first_line(exc)
     if isinstance(exc, EOFError) or "truncated" in text.lower():
         return f"truncated or damaged image data ({text})"
     return f"damaged or unsupported image ({text})"

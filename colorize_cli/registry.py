@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from colorize_cli import networks
+from colorize_cli.errors import first_line
 from colorize_cli.files import atomic_path, write_text_atomic
 
 
@@ -64,10 +65,9 @@ def load_tensors(path: Path):
 
 def unreadable_reason(exc: Exception) -> str:
     """Why load_tensors failed, in a few words (torch's own text advises loading unsafely: not repeated)."""
-    text = str(exc).strip()
-    if text.startswith("Weights only load failed"):
+    if str(exc).strip().startswith("Weights only load failed"):
         return "it holds pickled objects, not only tensors; colorize loads tensors only"
-    return (text.splitlines() or [type(exc).__name__])[0][:200]
+    return first_line(exc)
 
 
 def read_weights(path: Path) -> tuple[dict, dict]:
@@ -118,8 +118,7 @@ def load_network(arch: int | None = None, weights: Path | None = None, device: s
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except (RuntimeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"{weights}: does not fit network {arch} ({first[:200]})") from None
+        raise WeightsError(f"{weights}: does not fit network {arch} ({first_line(exc)})") from None
     return net.to(device).eval(), arch
 
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from colorize_cli.colour import lab_of_pixels
 from colorize_cli.decode import decode
+from colorize_cli.errors import first_line
 from colorize_cli.files import walk_images
 
 
@@ -56,8 +57,7 @@ def load_photos(root: Path, log=print) -> PhotoSet:
             photos.append(to_rgb8(decode(path).pixels))
             names.append(source_name(root, path))
         except Exception as exc:  # one bad photo must not stop training
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            log(f"warning: {path}: skipped ({first})")
+            log(f"warning: {path}: skipped ({first_line(exc)})")
     if not photos:
         found = f"none of its {len(paths)} image files could be read" if paths else "no image files found"
         raise NoTrainingPhotos(f"{root}: {found}")

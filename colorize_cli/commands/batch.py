@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from colorize_cli.errors import ExitCode
 from colorize_cli.commands.common import PRECISION_HELP, RENDER_SIZE_HELP, STRENGTH_HELP, Device, Mode, Precision, fail
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 DEFAULT_JOBS = 2
 
 
@@ -112,31 +112,31 @@ def batch(
         try:
             inputs = inputs + read_file_list(files_from, null)
         except OSError as exc:
-            fail(f"--files-from {files_from}: {exc.strerror or exc}", EXIT_USAGE)
+            fail(f"--files-from {files_from}: {exc.strerror or exc}", ExitCode.USAGE)
     if not inputs:
-        fail("give at least one INPUT and an OUTPUT folder (or --files-from)", EXIT_USAGE)
+        fail("give at least one INPUT and an OUTPUT folder (or --files-from)", ExitCode.USAGE)
     if output.exists() and not output.is_dir():
-        fail(f"OUTPUT {output} exists and is not a folder", EXIT_USAGE)
+        fail(f"OUTPUT {output} exists and is not a folder", ExitCode.USAGE)
     for item in inputs:
         if item.is_dir() and os.path.realpath(item) == os.path.realpath(output):
             fail(f"OUTPUT {output} is the input folder {item}: choose another OUTPUT (a folder inside it works)",
-                 EXIT_USAGE)
+                 ExitCode.USAGE)
     dask_options = {"--scheduler": scheduler, "--dask-workers": dask_workers, "--chunk-size": chunk_size}
     if backend is Backend.local:
         given = [name for name, value in dask_options.items() if value is not None]
         if given:
-            fail(f"{given[0]} needs --backend dask", EXIT_USAGE)
+            fail(f"{given[0]} needs --backend dask", ExitCode.USAGE)
     else:
         from colorize_cli import scale_out
 
         if scheduler and dask_workers is not None:
-            fail("--dask-workers sizes the local cluster; a --scheduler cluster has its own workers", EXIT_USAGE)
+            fail("--dask-workers sizes the local cluster; a --scheduler cluster has its own workers", ExitCode.USAGE)
         try:
             scale_out.require_dask()
             if scheduler:
                 scale_out.check_scheduler(scheduler)
         except (scale_out.DaskMissing, scale_out.ClusterUnavailable) as exc:
-            fail(str(exc), EXIT_USAGE)
+            fail(str(exc), ExitCode.USAGE)
     try:  # with dask the network is loaded here only to check the weights; each worker picks its own device
         torch_device = pick_device(device.value if backend is Backend.local else "cpu")
         net, arch = load_network(arch, weights, torch_device)
@@ -147,7 +147,7 @@ def batch(
         elif device is Device.cpu:  # else each worker checks --precision against the device it picks
             pick_precision(precision.value, torch_device)
     except (ValueError, WeightsError) as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(str(exc), ExitCode.USAGE)
 
     def say(message: str) -> None:
         if not quiet:
@@ -170,7 +170,7 @@ def batch(
                 scale_out.run_on_dask(planned, spec, report, overwrite, max_pixels, on_row, jobs, scheduler,
                                       n_workers, chunk_size or scale_out.DEFAULT_CHUNK_SIZE, quiet)
             except scale_out.ClusterUnavailable as exc:
-                fail(str(exc), EXIT_USAGE)
+                fail(str(exc), ExitCode.USAGE)
             remove_stale_temps(output)  # a worker killed mid-write leaves its temporary file; dask redid the chunk
     report = ColourReport(settings_of_outputs(output))
     show_bar = not (quiet or json_lines) and sys.stderr.isatty()
@@ -197,7 +197,7 @@ def batch(
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        fail(f"OUTPUT {output}: {exc.strerror or exc}", EXIT_USAGE)
+        fail(f"OUTPUT {output}: {exc.strerror or exc}", ExitCode.USAGE)
     locked = False
     try:
         with folder_lock(output, wait, on_wait=say):
@@ -224,10 +224,10 @@ def batch(
             if gallery:
                 write_gallery(output, report.rows, title=f"colorize: {output}")
     except Locked as exc:
-        fail(str(exc), EXIT_LOCKED)
+        fail(str(exc), ExitCode.LOCKED)
     except OSError as exc:  # the lock file (OUTPUT cannot be written: usage) or the report cannot be written
         fail(f"{'' if locked else 'OUTPUT '}{exc.filename or output}: {exc.strerror or exc}",
-             EXIT_FAILED if locked else EXIT_USAGE)
+             ExitCode.FAILED if locked else ExitCode.USAGE)
     summary = report.summary(seconds)
     mean = f", mean MSE {summary['mean_mse']:.5f} ({summary['mean_psnr']:.2f} dB)" if summary["mean_mse"] is not None else ""
     say(f"{summary['images']} images: {summary['ok']} colourised, {summary['skipped']} skipped, "
@@ -235,8 +235,8 @@ def batch(
         f"report in {output / 'report.csv'}")
     if stdout_trouble:
         fail(f"stdout: {stdout_trouble[0]}; JSON lines stopped there (report.csv and report.json have every row)",
-             EXIT_FAILED)
-    raise typer.Exit(EXIT_FAILED if summary["failed"] else EXIT_OK)
+             ExitCode.FAILED)
+    raise typer.Exit(ExitCode.FAILED if summary["failed"] else ExitCode.OK)
 
 
 def silence_stdout() -> None:

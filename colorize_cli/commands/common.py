@@ -4,9 +4,11 @@ from enum import Enum
 
 import typer
 
+from colorize_cli.errors import ExitCode
 
-def fail(message: str, code: int = 1) -> None:
-    """Print one error line on stderr and exit with `code` (2: usage, 1: failure)."""
+
+def fail(message: str, code: int = ExitCode.FAILED) -> None:
+    """Print one error line on stderr and exit with `code`."""
     typer.echo(f"colorize: error: {message}", err=True)
     raise typer.Exit(code)
 

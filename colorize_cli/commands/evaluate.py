@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from colorize_cli.errors import ExitCode, first_line
 from colorize_cli.commands.common import PRECISION_HELP, RENDER_SIZE_HELP, STRENGTH_HELP, Device, Mode, Precision, fail
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ALL = "all"
 FORMATS = {"mse": ".5f", "psnr": ".2f", "ssim": ".4f", "ciede2000": ".2f", "colourfulness": ".1f"}
 HEADINGS = {"mse": "MSE", "psnr": "PSNR dB", "ssim": "SSIM", "ciede2000": "ΔE2000", "colourfulness": "colourful"}
@@ -86,15 +86,15 @@ def evaluate(
     try:
         archs = networks_named(arch)
     except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(str(exc), ExitCode.USAGE)
     if weights is not None and (weights_dir is not None or len(archs) > 1):
-        fail("--weights is one network's file; use --weights-dir for --arch all", EXIT_USAGE)
+        fail("--weights is one network's file; use --weights-dir for --arch all", ExitCode.USAGE)
     if out.exists() and not out.is_dir():
-        fail(f"--out {out} exists and is not a folder", EXIT_USAGE)
+        fail(f"--out {out} exists and is not a folder", ExitCode.USAGE)
     try:
         check_render_settings(render_size, strength)
     except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(str(exc), ExitCode.USAGE)
 
     def warn(message: str) -> None:
         err.print(f"warning: {message}", markup=False, soft_wrap=True)
@@ -107,18 +107,17 @@ def evaluate(
         colorizers = evaluation.load_colorizers(archs, weights, weights_dir, torch_device, mode.value, batch_size,
                                                   precision.value, render_size, strength)
     except (evaluation.EvalDataError, ValueError, WeightsError) as exc:
-        fail(str(exc), EXIT_USAGE)
+        fail(str(exc), ExitCode.USAGE)
     source = evaluation.SAMPLE_DATA if data is None else str(data)
     with err.status("evaluating") if err.is_terminal else nullcontext() as status:
         progress = (lambda name: status.update(f"evaluated {name}")) if status else (lambda name: None)
         try:
             result = evaluation.evaluate(colorizers, photos, skipped, grid_images, on_image=progress)
         except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on the device: say so in one line
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            fail(f"evaluation stopped: {first[:200]} (try a smaller --batch-size or --mode tile)", EXIT_FAILED)
+            fail(f"evaluation stopped: {first_line(exc)} (try a smaller --batch-size or --mode tile)", ExitCode.FAILED)
     if not result.rows:
         counts = ", ".join(f"{n} {why}" for why, n in skipped.items() if n) or "none"
-        fail(f"{source}: no colour photos to evaluate (skipped: {counts})", EXIT_USAGE)
+        fail(f"{source}: no colour photos to evaluate (skipped: {counts})", ExitCode.USAGE)
 
     summaries = result.summaries()
     for s in summaries:
@@ -137,4 +136,4 @@ def evaluate(
         skips = "".join(f", {n} {why} skipped" for why, n in skipped.items() if n)
         err.print(f"{summary['images']} photos from {source}{skips}; wrote {', '.join(str(p) for p in written)}",
                   markup=False, soft_wrap=True)
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from colorize_cli.commands.common import fail
+from colorize_cli.errors import ExitCode
 from colorize_cli.registry import WeightsError
 
 
@@ -89,12 +90,12 @@ def train(
             if opts.out == training.TrainOptions.out:
                 opts.out = f"runs/arch{opts.arch}"
         if opts.data is None:
-            fail("--data is required (or set COLORIZE_DATA): a folder of colour photos", 2)
+            fail("--data is required (or set COLORIZE_DATA): a folder of colour photos", ExitCode.USAGE)
         if nproc and not ddp:
-            fail("--nproc goes with --ddp", 2)
+            fail("--nproc goes with --ddp", ExitCode.USAGE)
         if ddp:
             if distributed.launched():
-                fail("--ddp: already running under torchrun", 2)
+                fail("--ddp: already running under torchrun", ExitCode.USAGE)
             args = command_line({**given, "resume": resume, "export": export})
             distributed.exec_torchrun(nproc or distributed.default_nproc(opts.device), ["train", *args])
         if opts.workers:
@@ -108,14 +109,14 @@ def train(
                 entry = training.export_weights(best, export)
             except OSError as exc:
                 fail(f"{export}: cannot export ({exc.strerror or exc}); {best} and last.pt are kept: export "
-                     f"again with colorize train --resume {Path(opts.out) / 'last.pt'} --export PATH", 2)
+                     f"again with colorize train --resume {Path(opts.out) / 'last.pt'} --export PATH", ExitCode.USAGE)
             typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
     except (training.CheckpointError, WeightsError, NoTrainingPhotos) as exc:
-        fail(str(exc), 2)
+        fail(str(exc), ExitCode.USAGE)
     except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc), 2)
+        fail(str(exc), ExitCode.USAGE)
     except KeyboardInterrupt:
-        raise typer.Exit(130)
+        raise typer.Exit(130)  # as a shell reports Ctrl-C
 
 
 def command_line(options: dict) -> list[str]:
