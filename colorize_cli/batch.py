@@ -111,6 +111,7 @@ def finish(item: Prepared, ab: np.ndarray, colorizer: Colorizer) -> ReportRow:
     """Join predicted a, b with the original L, write the output, measure against the input's colours."""
     image, dest = item.image, item.job.dest
     pixels = pixels_of_lab(item.l, ab, output_bits(dest, image.bit_depth))
+    item.l = None  # the full-size L is not needed again: freed before the encoder's own copy is made
     left_out = encode(dest, pixels, image.alpha, image.exif, image.icc)
     if item.job.thumbnails:
         write_thumbnail(item.job.thumbnails[0], image.pixels)
@@ -215,7 +216,7 @@ def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: i
 def predict_or_fail(colorizer: Colorizer, batch: list[Prepared]) -> list:
     """a, b for each image of the batch, or the exception for all of them (e.g. out of memory)."""
     try:
-        return colorizer.predict_ab([item.l for item in batch])
+        return colorizer.predict_ab([item.l for item in batch], banded=True)
     except Exception as exc:
         return [exc] * len(batch)
 

@@ -130,9 +130,10 @@ def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 64) 
     for y0 in range(0, h, rows):
         band = slice(y0, y0 + rows)
         fy = (l[band] + np.float32(16.0)) * np.float32(1 / 116.0)
-        x = _f_inverse(fy + ab[band, :, 0] * np.float32(1 / 500.0))
+        ab_band = ab[band]  # ab may be a predictor.UpsampledAB, made full size band by band
+        x = _f_inverse(fy + ab_band[..., 0] * np.float32(1 / 500.0))
         y = _f_inverse(fy)
-        z = _f_inverse(np.maximum(fy - ab[band, :, 1] * np.float32(1 / 200.0), 0))
+        z = _f_inverse(np.maximum(fy - ab_band[..., 1] * np.float32(1 / 200.0), 0))
         n = len(fy)
         for c in range(3):
             v = to_codes[c, 0] * x

@@ -93,6 +93,44 @@ def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
+def _bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of bilinear upsampling from n_in to n_out, as F.interpolate computes them
+    with align_corners=False: out[i] = (1 - w) * in[i0] + w * in[i1]."""
+    scale = np.float32(n_in) / np.float32(n_out)  # in float32, as torch does on CPU
+    src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
+    i0 = np.minimum(src.astype(np.intp), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+class UpsampledAB:
+    """a, b at the network's size, read at full size band by band: a full-size HxWx2 array never exists.
+
+    Rows are upsampled when asked for (`ab[y0:y1]`), exactly as resize_plane upsamples the whole plane;
+    anything else, or np.asarray(ab), gives the whole array."""
+
+    def __init__(self, small: torch.Tensor, shape: tuple[int, int]):
+        h, w = shape
+        # along x once for every network row (small: network rows x W x 2), along y per band
+        self.rows = F.interpolate(small[None], size=(small.shape[-2], w), mode="bilinear",
+                                  align_corners=False)[0].permute(1, 2, 0).contiguous().numpy()
+        self.i0, self.i1, self.w = _bilinear_taps(h, small.shape[-2])
+        self.shape = (h, w, 2)
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            band = range(*key.indices(self.shape[0]))
+            i0, i1, w = self.i0[band.start : band.stop], self.i1[band.start : band.stop], self.w[band.start : band.stop]
+            top, bottom = self.rows[i0], self.rows[i1]
+            return top + (bottom - top) * w[:, None, None]
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self[0 : self.shape[0]]
+        return whole if dtype is None else whole.astype(dtype)
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of side `tile` covering `length`, neighbours sharing `overlap` pixels."""
     if length <= tile:
@@ -180,17 +218,21 @@ class Colorizer:
             out.append((unscale_ab(ab.float()) * self.strength).cpu())
         return torch.cat(out)
 
-    def predict_ab(self, ls: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Full-resolution L planes (HxW, 0..100) -> a, b at the same sizes (HxWx2, float32)."""
+    def predict_ab(self, ls: Sequence[np.ndarray], banded: bool = False) -> list[np.ndarray]:
+        """Full-resolution L planes (HxW, 0..100) -> a, b at the same sizes (HxWx2, float32).
+
+        banded: in resize mode, images at least the render size a side get an UpsampledAB, which
+        pixels_of_lab reads band by band (8 bytes a pixel less at the peak)."""
         if self.mode == "resize":
-            return self._predict_resized(ls)
+            return self._predict_resized(ls, banded)
         return [self._predict_tiled(l) for l in ls]
 
-    def _predict_resized(self, ls):
+    def _predict_resized(self, ls, banded: bool):
         side = (self.render_size, self.render_size)
         fitted = torch.cat([resize_plane(torch.from_numpy(np.ascontiguousarray(l))[None, None], side) for l in ls])
         ab_small = self.run_network(fitted)
-        return [resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy() for ab, l in zip(ab_small, ls)]
+        return [UpsampledAB(ab, l.shape) if banded and min(l.shape) >= self.render_size else
+                resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy() for ab, l in zip(ab_small, ls)]
 
     def _predict_tiled(self, l: np.ndarray) -> np.ndarray:
         """Blend overlapping tiles of the render size; the only full-size buffer is the HxWx2 result itself."""

@@ -160,3 +160,26 @@ def test_torch_threads_are_put_back_even_after_an_error():
         assert torch.get_num_threads() == 1
         raise RuntimeError
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("shape", [(400, 400), (401, 999), (1234, 567), (900, 1600)])
+def test_banded_a_b_are_the_whole_upsampled_plane_read_in_bands(shape):
+    from colorize_cli.predictor import UpsampledAB, resize_plane
+
+    small = torch.randn(2, 400, 400) * 30
+    whole = resize_plane(small[None], shape)[0].permute(1, 2, 0).numpy()
+    banded = UpsampledAB(small, shape)
+    assert banded.shape == whole.shape
+    assert np.abs(np.asarray(banded) - whole).max() < 1e-3
+    rows = [banded[y : y + 64] for y in range(0, shape[0], 64)]
+    assert np.abs(np.concatenate(rows) - whole).max() < 1e-3
+
+
+def test_batch_gets_banded_a_b_only_where_it_upsamples(colorizer_factory):
+    from colorize_cli.predictor import UpsampledAB
+
+    big, small = smooth_l(500, 700), smooth_l(300, 700)
+    banded = colorizer_factory("resize").predict_ab([big, small], banded=True)
+    assert isinstance(banded[0], UpsampledAB) and isinstance(banded[1], np.ndarray)
+    plain = colorizer_factory("resize").predict_ab([big])[0]
+    assert isinstance(plain, np.ndarray) and np.abs(np.asarray(banded[0]) - plain).max() < 1e-3
