@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from colorize_cli import __version__, distributed
+from colorize_cli import __version__, ddp
 from colorize_cli.colour import lab_to_rgb, rgb_to_lab, scale_ab, scale_l, unscale_ab
 from colorize_cli.files import atomic_path, write_text_atomic
 from colorize_cli.predictor import NETWORK_SIDE, cpu_runs_bfloat16, pick_precision, resize_plane
@@ -166,7 +166,7 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
     step over all of them (batch_size // processes each), so runs compare with single-process ones. Process 0
     alone validates, logs and writes the run folder; the checkpoint holds the plain network, not the wrapper.
     """
-    with distributed.process_group(opts.device) as world:
+    with ddp.process_group(opts.device) as world:
         return _train(opts, world, resume, log if world.main else lambda message: None, progress)
 
 
@@ -186,7 +186,7 @@ def training_batch(photo_set, indices, opts: TrainOptions, rng: np.random.Genera
     return torch.from_numpy(lab)
 
 
-def _train(opts: TrainOptions, world: distributed.World, resume: Path | None, log, progress) -> History:
+def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progress) -> History:
     from colorize_cli.plots import plot_losses
 
     torch.manual_seed(opts.seed)

@@ -14,7 +14,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from colorize_cli import distributed
+from colorize_cli import ddp
 from colorize_cli.cli import app
 from colorize_cli.commands.train import command_line
 from colorize_cli.registry import load_network
@@ -85,7 +85,7 @@ def test_two_gloo_processes_end_equal_and_the_checkpoint_resumes_in_one(tmp_path
 
 
 def test_one_process_is_the_plain_loop():
-    world = distributed.World(0, 1, torch.device("cpu"))
+    world = ddp.World(0, 1, torch.device("cpu"))
     net = torch.nn.Linear(2, 2)
     assert world.wrap(net) is net
     assert world.sum(1.5, 4) == [1.5, 4]
@@ -99,7 +99,7 @@ def test_cli_ddp_hands_the_same_options_to_torchrun(tmp_path, eight_photos, monk
         launched.append((nproc, args))
         raise typer.Exit(0)
 
-    monkeypatch.setattr(distributed, "exec_torchrun", exec_torchrun)
+    monkeypatch.setattr(ddp, "exec_torchrun", exec_torchrun)
     result = CliRunner().invoke(app, ["train", "--ddp", "--nproc", "2", "--arch", "1", "--data", str(eight_photos),
                                       "--epochs", "2", "--lr", "0.01", "--no-balanced", "--out", str(tmp_path / "run"),
                                       "--export", str(tmp_path / "arch1.pt")])

@@ -72,7 +72,7 @@ def train(
                                                  "else per CPU core).", min=1)] = None,
 ):
     """Train one of the six networks on a folder of colour photos (also under torchrun: see --ddp)."""
-    from colorize_cli import distributed
+    from colorize_cli import ddp as processes  # the option --ddp is `ddp` here
     from colorize_cli import train as training
     from colorize_cli.training_data import NoTrainingPhotos
 
@@ -94,16 +94,16 @@ def train(
         if nproc and not ddp:
             fail("--nproc goes with --ddp", ExitCode.USAGE)
         if ddp:
-            if distributed.launched():
+            if processes.launched():
                 fail("--ddp: already running under torchrun", ExitCode.USAGE)
             args = command_line({**given, "resume": resume, "export": export})
-            distributed.exec_torchrun(nproc or distributed.default_nproc(opts.device), ["train", *args])
+            processes.exec_torchrun(nproc or processes.default_nproc(opts.device), ["train", *args])
         if opts.workers:
             import torch
 
             torch.set_num_threads(opts.workers)
         training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
-        if export and distributed.is_main_process():
+        if export and processes.is_main_process():
             best = Path(opts.out) / "best.pt"
             try:
                 entry = training.export_weights(best, export)
