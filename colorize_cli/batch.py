@@ -59,10 +59,10 @@ def plan_jobs(inputs: Sequence[Path], output: Path, fmt: str = "keep",
             problems.append(ReportRow(str(item), status="failed", error="file not found"))
             continue
         for source, rel in pairs:
-            if os.path.realpath(source) in planned:
-                continue  # the same file given twice (or inside a folder also given) is one job
-            planned.add(os.path.realpath(source))
             dest = output / rel.with_suffix(output_suffix(source, fmt))
+            if (os.path.realpath(source), dest) in planned:
+                continue  # the same file given twice for the same output is one job
+            planned.add((os.path.realpath(source), dest))
             if dest in taken:
                 problems.append(ReportRow(str(source), str(dest), "failed", error="another input has the same output path"))
                 continue
@@ -114,8 +114,11 @@ def finish(item: Prepared, ab: np.ndarray, colorizer: Colorizer) -> ReportRow:
     item.l = None  # the full-size L is not needed again: freed before the encoder's own copy is made
     left_out = encode(dest, pixels, image.alpha, image.exif, image.icc)
     if item.job.thumbnails:
-        write_thumbnail(item.job.thumbnails[0], image.pixels)
-        write_thumbnail(item.job.thumbnails[1], pixels)
+        try:
+            write_thumbnail(item.job.thumbnails[0], image.pixels)
+            write_thumbnail(item.job.thumbnails[1], pixels)
+        except OSError as exc:  # the output is written: a missing thumbnail is a note, not a failure
+            left_out.append(f"no gallery thumbnail ({exc.strerror or exc})")
     width, height = image.size
     row = ReportRow(str(item.job.source), str(dest), "ok", width, height, colorizer.mode,
                     render_size=colorizer.render_size, strength=colorizer.strength,

@@ -1,5 +1,6 @@
 """Files -> pixels: decode an image read-only, upright, with its alpha and metadata kept aside."""
 
+import functools
 import logging
 import os
 import re
@@ -37,6 +38,17 @@ CONVERT = {"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "C
 OTHER_COLOUR_SPACES = {"CMYK", "YCbCr", "LAB", "HSV"}  # their ICC profile does not describe the RGB we return
 FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
               (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+# Pillow formats that only name a file and hand it to an outside program or handler (EPS: Ghostscript)
+PILLOW_STUBS = {"BUFR", "EPS", "GRIB", "HDF5", "MPEG", "WMF"}
+
+
+@functools.cache
+def readable_formats() -> tuple[str, ...]:
+    """The Pillow formats decode() opens: every reader of Pillow's own."""
+    Image.init()
+    return tuple(fmt for fmt in Image.OPEN if fmt not in PILLOW_STUBS)
 
 
 class DecodeError(Exception):
@@ -82,7 +94,7 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode `path` (opened read-only); raise DecodeError with a short reason on bad input."""
     with open_regular(Path(path)) as f, warnings_of_this_thread() as caught:
         try:
-            with Image.open(f) as im:
+            with Image.open(f, formats=readable_formats()) as im:
                 check_pixels(im.size, max_pixels)
                 image = _from_pillow(im, f)
             image.notes += caught  # e.g. corrupt EXIF: said with the path
@@ -262,7 +274,8 @@ def _decode_other_tiff(f: BinaryIO, max_pixels: int) -> DecodedImage:
     f.seek(0)
     if f.read(4) not in (b"II*\0", b"MM\0*"):
         raise DecodeError("not an image file (unrecognised format)")
-    logged = getattr(_kept, "messages", None) or []
+    logged = getattr(_kept, "messages", None)
+    logged = [] if logged is None else logged
     already = len(logged)
     try:
         array, pages = _first_tiff_page(f, max_pixels)
@@ -319,7 +332,7 @@ def _floats_as_uint(array: np.ndarray, notes: list[str]) -> np.ndarray:
         notes.append(f"float samples run {lo:g} to {hi:g}: clipped to 0 to 1")
         return np.round(np.clip(array, 0, 1) * 65535).astype(np.uint16)
     for top in (255, 65535):
-        if lo >= 0 and hi <= top:
+        if lo >= 0 and 10 < hi <= top:  # integer codes stored as floats; a small maximum is HDR, stretched below
             notes.append(f"float samples run {lo:g} to {hi:g}: read as 0 to {top}")
             return np.round(array * (65535 / top)).astype(np.uint16)
     notes.append(f"float samples run {lo:g} to {hi:g}: stretched to 16 bits from that range")

@@ -14,18 +14,15 @@ except ImportError:  # Windows: no advisory locks (and open files cannot be dele
     fcntl = None
 
 TEMP_SUFFIX = ".colorize-tmp"
-# Pillow formats that only name a file (an outside handler or program would decode it), never walked
-PILLOW_STUBS = {"BUFR", "EPS", "GRIB", "HDF5", "MPEG", "WMF"}
-
-
 @functools.cache
 def image_suffixes() -> frozenset[str]:
     """Every suffix of a format the decoder reads (Pillow's readers, tifffile's TIFFs): what a walk picks up."""
     from PIL import Image
 
-    Image.init()
-    return frozenset(suffix for suffix, fmt in Image.registered_extensions().items()
-                     if fmt in Image.OPEN and fmt not in PILLOW_STUBS)
+    from colorize_cli.decode import readable_formats
+
+    formats = readable_formats()
+    return frozenset(suffix for suffix, fmt in Image.registered_extensions().items() if fmt in formats)
 
 
 def is_image_name(path: Path) -> bool:
@@ -96,8 +93,12 @@ def _remove_if_unheld(path: Path) -> bool:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False  # a live writer's
+            except OSError:
+                pass  # no locks on this file system: as before locks, a left temporary file is stale
         path.unlink(missing_ok=True)
         return True
+    except OSError:
+        return False  # not ours to remove
     finally:
         os.close(fd)
 
@@ -125,9 +126,26 @@ def _create_temp(path: Path) -> tuple[Path, int]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes, or the process dies
-        return tmp, fd
+        if _lock_held_file(fd, tmp):
+            return tmp, fd
+        os.close(fd)  # a sweep removed it between create and lock: make another
+
+
+def _lock_held_file(fd: int, path: Path) -> bool:
+    """Lock the new temporary file for as long as `fd` is open; False if `path` is no longer that file.
+
+    On a file system without locks (some network mounts) the file stays unlocked, and a sweep there
+    cannot tell it from a killed run's."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes, or the process dies
+    except OSError:
+        return True
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _flush_to_disk(path: Path) -> None:
@@ -150,8 +168,10 @@ def atomic_path(path: Path):
         _flush_to_disk(tmp)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-        os.close(held)
+        try:
+            tmp.unlink(missing_ok=True)
+        finally:
+            os.close(held)
 
 
 def write_csv_atomic(path: Path, records: list[dict], fieldnames: list[str]) -> None:

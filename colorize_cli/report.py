@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -63,11 +64,10 @@ def spreadsheet_safe(value):
 
 
 def settings_of_outputs(folder: Path) -> dict[str, tuple]:
-    """Output -> (render size, strength) from the report a previous run left in `folder`, carried over."""
+    """Output (relative to `folder`) -> (render size, strength), from the report a previous run left there."""
     try:
-        rows = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8", errors="surrogateescape"))["rows"]
-        return {r["output"]: (r.get("render_size"), r.get("strength")) for r in rows
-                if r.get("output") and r.get("status") in ("ok", "skipped") and r.get("render_size")}
+        text = (Path(folder) / "report.json").read_text(encoding="utf-8", errors="surrogateescape")
+        return {name: tuple(settings) for name, settings in json.loads(text)["made_with"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}  # no report, or not one of ours: nothing to carry over
 
@@ -75,13 +75,21 @@ def settings_of_outputs(folder: Path) -> dict[str, tuple]:
 class ColourReport:
     """Collects rows; writes report.csv and report.json atomically; summarises the run."""
 
-    def __init__(self, made_with: dict[str, tuple] | None = None):
+    def __init__(self, folder: Path | None = None):
         self.rows: list[ReportRow] = []
-        self.made_with = made_with or {}  # output -> (render size, strength) of the run that wrote it
+        self.folder = folder
+        self.made_with: dict[str, tuple] = {}  # output, relative to `folder` -> (render size, strength)
+
+    def carry_over_settings(self) -> None:
+        """Take the settings of the outputs a previous run wrote (under the folder's lock): kept rows keep them."""
+        self.made_with = settings_of_outputs(self.folder)
+
+    def relative(self, output: str) -> str:
+        return os.path.relpath(output, self.folder)
 
     def add(self, row: ReportRow) -> None:
-        if row.status == "skipped" and row.output in self.made_with:  # say how the kept output was made
-            row.render_size, row.strength = self.made_with[row.output]
+        if row.status == "skipped" and row.output and self.folder is not None:  # say how the kept output was made
+            row.render_size, row.strength = self.made_with.get(self.relative(row.output), (None, None))
         self.rows.append(row)
 
     def count(self, status: str) -> int:
@@ -105,5 +113,7 @@ class ColourReport:
         rows = [asdict(r) for r in self.rows]
         cells = [{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows]
         write_csv_atomic(folder / "report.csv", cells, [f.name for f in fields(ReportRow)])
-        body = {"summary": self.summary(seconds), "rows": rows}
+        made_with = {self.relative(r.output): (r.render_size, r.strength) for r in self.rows
+                     if r.output and r.render_size is not None and self.folder is not None}
+        body = {"summary": self.summary(seconds), "rows": rows, "made_with": made_with}
         write_text_atomic(folder / "report.json", json.dumps(body, indent=1, allow_nan=False, default=str) + "\n")

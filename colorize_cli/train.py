@@ -161,9 +161,9 @@ def read_checkpoint(path: Path) -> dict:
 def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=None) -> History:
     """Train network `opts.arch`; write last.pt, best.pt, losses.json and loss.png into `opts.out`.
 
-    Under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy: each epoch's shuffled
-    photos are split among the processes as DistributedSampler does, and `opts.batch_size` stays the crops per
-    step over all of them (batch_size // processes each), so runs compare with single-process ones. Process 0
+    Under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy on its own random
+    draws, and `opts.batch_size` stays the crops per step over all of them (batch_size // processes each), so
+    runs compare with single-process ones. Process 0
     alone validates, logs and writes the run folder; the checkpoint holds the plain network, not the wrapper.
     """
     with ddp.process_group(opts.device) as world:

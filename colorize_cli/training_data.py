@@ -23,6 +23,9 @@ class PhotoSet:
     sources: list[str]
     source_of: np.ndarray  # index into `sources`, one per photo
 
+    def __post_init__(self):
+        self.members = [np.flatnonzero(self.source_of == s) for s in range(len(self.sources))]
+
     def __len__(self) -> int:
         return len(self.photos)
 
@@ -70,7 +73,7 @@ def draw(photo_set: PhotoSet, count: int, balanced: bool, rng: np.random.Generat
     if not balanced:
         return rng.integers(0, len(photo_set), count)
     folders = rng.integers(0, len(photo_set.sources), count)
-    members = [np.flatnonzero(photo_set.source_of == s) for s in range(len(photo_set.sources))]
+    members = photo_set.members
     return np.array([members[f][rng.integers(0, len(members[f]))] for f in folders])
 
 
