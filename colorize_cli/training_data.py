@@ -7,6 +7,7 @@ import numpy as np
 
 from colorize_cli.colour import lab_of_pixels
 from colorize_cli.decode import decode
+from colorize_cli.encode import to_bits
 from colorize_cli.errors import first_line
 from colorize_cli.files import walk_images
 
@@ -36,9 +37,7 @@ class PhotoSet:
 
 def to_rgb8(pixels: np.ndarray) -> np.ndarray:
     """Decoded pixels (grey or RGB, 8 or 16 bits) as HxWx3 uint8."""
-    if pixels.dtype != np.uint8:
-        pixels = (pixels.astype(np.uint32) * 255 + 32767) // 65535
-        pixels = pixels.astype(np.uint8)
+    pixels = to_bits(pixels, 8)
     return np.ascontiguousarray(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
 
 
