@@ -71,9 +71,9 @@ def colorize_folder(folder: Path, output: Path, colorizer, jobs: int):
         from colorize_cli.batch import colorize_folder as library_version
     except ImportError:
         from colorize_cli.batch import plan_jobs, run_batch
-        from colorize_cli.report import ColourReport
+        from colorize_cli.report import ColorReport
 
-        report = ColourReport()
+        report = ColorReport()
         run_batch(plan_jobs([folder], output)[0], colorizer, report, overwrite=True)
         report.write(output, 0.0)
         return report
@@ -126,7 +126,7 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
     the batch uses (Colorizer.network_lanes); the ratio is against the faster of the two in each round."""
     import torch
 
-    from colorize_cli.colour import l_of_pixels
+    from colorize_cli.color import l_of_pixels
     from colorize_cli.decode import decode
 
     files = sorted(folder.glob("*.jpg"))

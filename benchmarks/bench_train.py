@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from skimage import data
 from skimage.transform import rescale
 
-from colorize_cli.colour import scale_ab, scale_l
+from colorize_cli.color import scale_ab, scale_l
 from colorize_cli.heap import keep_freed_buffers
 from colorize_cli.predictor import cpu_runs_bfloat16
 from colorize_cli.registry import build_network

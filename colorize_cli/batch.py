@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from colorize_cli.colour import GREY_CHROMA, bits_of, l_of_pixels, mean_chroma, pixels_of_lab, rgb_to_lab
+from colorize_cli.color import has_color
 from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode
 from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
 from colorize_cli.gallery import thumbnail_paths, write_thumbnail
 from colorize_cli.heap import image_done
 from colorize_cli.predictor import Colorizer, torch_threads
-from colorize_cli.report import ColourReport, ReportRow, pixels_mse, psnr_of_mse
+from colorize_cli.metrics import pixels_mse, psnr_of_mse
+from colorize_cli.report import ColorReport, ReportRow
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Prepared:
     job: Job
     image: DecodedImage
     l: np.ndarray
-    has_colour: bool
+    has_color: bool
     started: float
 
 
@@ -95,22 +96,13 @@ def prepare(job: Job, max_pixels: int) -> Prepared:
     """Decode and convert: the L the network sees (full resolution) and whether the input has colour."""
     started = time.perf_counter()
     image = decode(job.source, max_pixels)
-    has_colour = not image.is_grey and has_chroma(image.pixels)
-    return Prepared(job, image, l_of_pixels(image.pixels), has_colour, started)
-
-
-def has_chroma(pixels: np.ndarray, sample: int = 4096) -> bool:
-    """Whether an RGB image has colour (grey stored as RGB has none), judged on about `sample` pixels."""
-    h, w = pixels.shape[:2]
-    step = max(1, int((h * w / sample) ** 0.5))
-    thumb = pixels[::step, ::step].astype(np.float32) / np.float32((1 << bits_of(pixels)) - 1)
-    return mean_chroma(rgb_to_lab(thumb)) >= GREY_CHROMA
+    return Prepared(job, image, Colorizer.preprocess(image.pixels), has_color(image.pixels), started)
 
 
 def finish(item: Prepared, ab: np.ndarray, colorizer: Colorizer) -> ReportRow:
     """Join predicted a, b with the original L, write the output, measure against the input's colours."""
     image, dest = item.image, item.job.dest
-    pixels = pixels_of_lab(item.l, ab, output_bits(dest, image.bit_depth))
+    pixels = colorizer.postprocess(item.l, ab, output_bits(dest, image.bit_depth))
     item.l = None  # the full-size L is not needed again: freed before the encoder's own copy is made
     left_out = encode(dest, pixels, image.alpha, image.exif, image.icc)
     if item.job.thumbnails:
@@ -122,8 +114,8 @@ def finish(item: Prepared, ab: np.ndarray, colorizer: Colorizer) -> ReportRow:
     width, height = image.size
     row = ReportRow(str(item.job.source), str(dest), "ok", width, height, colorizer.mode,
                     render_size=colorizer.render_size, strength=colorizer.strength,
-                    notes="; ".join(image.notes + left_out) or None, ground_truth=item.has_colour)
-    if item.has_colour:
+                    notes="; ".join(image.notes + left_out) or None, ground_truth=item.has_color)
+    if item.has_color:
         row.mse = pixels_mse(pixels, image.pixels)
         row.psnr = psnr_of_mse(row.mse)
     row.seconds = round(time.perf_counter() - item.started, 4)
@@ -141,7 +133,7 @@ def jobs_to_do(jobs: Iterable[Job], overwrite: bool, emit: Callable[[ReportRow],
     return todo
 
 
-def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColourReport, overwrite: bool = False,
+def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColorReport, overwrite: bool = False,
               max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
               workers: int = 1) -> None:
     """Colourise every job, `colorizer.batch_size` images per network call; every job ends as a report row.
@@ -204,11 +196,11 @@ def skipped_row(job: Job) -> ReportRow:
     return ReportRow(str(job.source), str(job.dest), "skipped", notes="output exists (use --overwrite)")
 
 
-def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: int = 1) -> ColourReport:
+def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: int = 1) -> ColorReport:
     """`colorize batch FOLDER OUTPUT --overwrite` without the command line: every image redone, report written."""
     started = time.perf_counter()
     jobs, problems = plan_jobs([folder], output)
-    report = ColourReport()
+    report = ColorReport()
     for row in problems:
         report.add(row)
     run_batch(jobs, colorizer, report, overwrite=True, workers=workers)

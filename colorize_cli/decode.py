@@ -16,6 +16,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from colorize_cli.color import as_float, bits_of
 from colorize_cli.errors import first_line
 from colorize_cli.png16 import png_bit_depth, read_png16
 
@@ -68,7 +69,7 @@ class DecodedImage:
 
     @property
     def bit_depth(self) -> int:
-        return 8 if self.pixels.dtype == np.uint8 else 16
+        return bits_of(self.pixels)
 
     @property
     def is_grey(self) -> bool:
@@ -82,12 +83,12 @@ class DecodedImage:
     @property
     def rgb(self) -> np.ndarray | None:
         """RGB as float32 in [0, 1], or None for a grey image."""
-        return None if self.is_grey else self.pixels.astype(np.float32) / np.float32((1 << self.bit_depth) - 1)
+        return None if self.is_grey else as_float(self.pixels)
 
     @property
     def grey(self) -> np.ndarray | None:
         """Grey as float32 in [0, 1], or None for a colour image."""
-        return self.pixels.astype(np.float32) / np.float32((1 << self.bit_depth) - 1) if self.is_grey else None
+        return as_float(self.pixels) if self.is_grey else None
 
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:

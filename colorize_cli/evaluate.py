@@ -1,7 +1,7 @@
-"""`colorize eval` as a library: colour photos -> their L -> each network -> metrics beside the grey baseline.
+"""`colorize eval` as a library: colour photos -> each network -> metrics beside the grey baseline.
 
-The colourisation is batch's: `Colorizer.predict_ab` on the full-resolution L, then `join_l_ab` with that L.
-The grey baseline joins the same L with a = b = 0, so every number stands next to what doing nothing scores.
+The colourisation is batch's, pixels to pixels: `Colorizer.colorize`. The grey baseline joins the same L with
+a = b = 0 the same way, so every number stands next to what doing nothing scores.
 """
 
 import json
@@ -14,7 +14,7 @@ import numpy as np
 from skimage.transform import resize
 
 from colorize_cli import metrics
-from colorize_cli.colour import GREY_CHROMA, join_l_ab, mean_chroma, rgb_to_lab
+from colorize_cli.color import as_float, bits_of, has_color
 from colorize_cli.decode import DecodeError, decode
 from colorize_cli.files import walk_images, write_csv_atomic, write_text_atomic
 from colorize_cli.plots import plot_comparison_grid
@@ -34,11 +34,16 @@ class EvalDataError(Exception):
 
 @dataclass
 class Photo:
-    """A colour photo: its RGB is the ground truth, its L what the networks see."""
+    """A colour photo: its pixels are the ground truth, its L what the networks see."""
 
     name: str
-    rgb: np.ndarray
+    pixels: np.ndarray  # integer RGB, uint8 or uint16
     l: np.ndarray
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The truth as float RGB on a 0..1 scale, as the metrics take it."""
+        return as_float(self.pixels)
 
 
 @dataclass
@@ -88,13 +93,9 @@ class Evaluation:
         return [summarise([r for r in self.rows if r.network == n]) for n in sorted({r.network for r in self.rows})]
 
 
-def colour_photo(name: str, rgb: np.ndarray) -> Photo | None:
-    """RGB in [0, 1] -> a Photo, or None when the image is grey (nothing to compare colours with)."""
-    rgb = np.asarray(rgb, np.float32)
-    lab = rgb_to_lab(rgb)
-    if mean_chroma(lab) < GREY_CHROMA:
-        return None
-    return Photo(name, rgb, np.ascontiguousarray(lab[..., 0]))
+def color_photo(name: str, pixels: np.ndarray) -> Photo | None:
+    """Integer pixels -> a Photo, or None when the image is grey (nothing to compare colours with)."""
+    return Photo(name, pixels, Colorizer.preprocess(pixels)) if has_color(pixels) else None
 
 
 def sample_photos() -> list[tuple[str, Callable[[], np.ndarray]]]:
@@ -117,7 +118,7 @@ def load_samples(skipped: Counter, warn: Callable[[str], None] = lambda m: None)
     """The bundled sample photos; one that fails to load is warned about and counted as unreadable."""
     for name, load in sample_photos():
         try:
-            photo = colour_photo(name, load()[..., :3].astype(np.float32) / 255.0)
+            photo = color_photo(name, np.ascontiguousarray(load()[..., :3]))
         except Exception as exc:  # a scikit-image without this file: evaluate the others
             skipped["unreadable"] += 1
             warn(f"sample photo {name}: {exc}; skipped")
@@ -151,7 +152,7 @@ def _decode_photos(folder: Path, paths: list[Path], skipped: Counter, warn) -> I
             skipped["unreadable"] += 1
             warn(f"{path}: {exc}; skipped")
             continue
-        photo = None if image.is_grey else colour_photo(name, image.rgb)
+        photo = color_photo(name, image.pixels)
         if photo is None:
             skipped["grey"] += 1
             warn(f"{path}: grey image, no colours to compare with; skipped")
@@ -181,8 +182,9 @@ def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, we
 
 
 def grey_baseline(photo: Photo) -> np.ndarray:
-    """What doing nothing gives: the photo's L with a = b = 0."""
-    return join_l_ab(photo.l, np.zeros((*photo.l.shape, 2), np.float32))
+    """What doing nothing gives: the photo's L with a = b = 0, as float RGB."""
+    no_colour = np.zeros((*photo.l.shape, 2), np.float32)
+    return as_float(Colorizer.postprocess(photo.l, no_colour, bits_of(photo.pixels)))
 
 
 def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
@@ -212,17 +214,17 @@ def evaluate(colorizers: dict[int, Colorizer], photos: Iterable[Photo], skipped:
 
 
 def _evaluate_chunk(colorizers, photos: list[Photo], result: Evaluation, grid_images: int, on_image) -> None:
-    predictions = {n: c.predict_ab([p.l for p in photos]) for n, c in colorizers.items()}
+    predictions = {n: c.colorize([p.pixels for p in photos]) for n, c in colorizers.items()}
     for i, photo in enumerate(photos):
+        truth = photo.rgb
         grey = grey_baseline(photo)
-        baseline = {f"baseline_{k}": v for k, v in metrics.compare(grey, photo.rgb).items()}
-        truth_colourfulness = metrics.colourfulness(photo.rgb)
+        baseline = {f"baseline_{k}": v for k, v in metrics.compare(grey, truth).items()}
+        truth_colourfulness = metrics.colorfulness(truth)
         height, width = photo.l.shape
-        column = GridColumn(photo.name, thumbnail(grey), thumbnail(photo.rgb)) \
-            if len(result.grid) < grid_images else None
-        for number, abs_ in predictions.items():
-            predicted = join_l_ab(photo.l, abs_[i])
-            scores = metrics.compare(predicted, photo.rgb)
+        column = GridColumn(photo.name, thumbnail(grey), thumbnail(truth)) if len(result.grid) < grid_images else None
+        for number, colorized in predictions.items():
+            predicted = as_float(colorized[i].pixels)
+            scores = metrics.compare(predicted, truth)
             result.rows.append(EvalRow(number, photo.name, width, height, **scores,
                                        truth_colourfulness=truth_colourfulness, **baseline))
             if column is not None:

@@ -1,23 +1,46 @@
-"""How close a colourisation is to the true photo: plain functions on float RGB arrays in [0, 1], HxWx3."""
+"""How close a colourisation is to the true photo: plain functions on RGB arrays, HxWx3 (float on a 0..1
+scale, except pixels_mse on integer pixels)."""
+
+import math
 
 import numpy as np
 from skimage.color import deltaE_ciede2000
 from skimage.metrics import structural_similarity
 
-from colorize_cli.colour import rgb_to_lab
-from colorize_cli.report import psnr_of_mse, rgb_mse
+from colorize_cli.color import bits_of, rgb_to_lab
 
 SSIM_WINDOW = 7  # skimage's default; smaller for images under 7 px a side
 
 
 def mse(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """The design's error: MSE of RGB on a 0..1 scale."""
-    return rgb_mse(predicted, truth)
+    """The design's error: MSE between true and predicted RGB, both on a 0..1 scale."""
+    return float(np.mean((np.asarray(predicted, np.float32) - np.asarray(truth, np.float32)) ** 2))
+
+
+def pixels_mse(predicted: np.ndarray, truth: np.ndarray, rows: int = 64) -> float:
+    """mse of two integer images (uint8 or uint16, each on its own scale), in bands of `rows` rows.
+
+    Differences are taken in float32 on the truth's scale (exact integers for two images of one depth),
+    squared and summed by a dot product per band, and scaled to 0..1 once at the end.
+    """
+    top_p, top_t = ((1 << bits_of(a)) - 1 for a in (predicted, truth))
+    total = 0.0
+    for y0 in range(0, truth.shape[0], rows):
+        p, t = predicted[y0 : y0 + rows], truth[y0 : y0 + rows]
+        diff = np.subtract(p, t, dtype=np.float32) if top_p == top_t else p * np.float32(top_t / top_p) - t
+        diff = diff.ravel()
+        total += float(np.dot(diff, diff))
+    return total / truth.size / top_t**2
+
+
+def psnr_of_mse(mse: float) -> float:
+    """PSNR in dB for values on a 0..1 scale, capped at 100 dB for a perfect match."""
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
 def psnr(predicted: np.ndarray, truth: np.ndarray) -> float:
     """PSNR in dB of RGB on a 0..1 scale."""
-    return psnr_of_mse(rgb_mse(predicted, truth))
+    return psnr_of_mse(mse(predicted, truth))
 
 
 def ssim(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -35,7 +58,7 @@ def ciede2000(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(deltaE_ciede2000(rgb_to_lab(truth), rgb_to_lab(predicted)).mean())
 
 
-def colourfulness(rgb: np.ndarray) -> float:
+def colorfulness(rgb: np.ndarray) -> float:
     """Hasler and Suesstrunk (2003) colourfulness of RGB scaled to 0..255 (0 for grey images)."""
     r, g, b = (np.asarray(rgb, np.float64) * 255.0).transpose(2, 0, 1)
     rg = r - g
@@ -51,5 +74,5 @@ def compare(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "psnr": psnr_of_mse(error),
         "ssim": ssim(predicted, truth),
         "ciede2000": ciede2000(predicted, truth),
-        "colourfulness": colourfulness(predicted),
+        "colourfulness": colorfulness(predicted),
     }

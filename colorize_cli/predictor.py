@@ -1,14 +1,17 @@
-"""The one colourisation path: full-resolution L -> network at 400x400 (resize or tiles) -> a, b at full size."""
+"""The one colourisation path, pixels to pixels: integer RGB -> full-resolution L -> network at the render size
+(resize or tiles) -> a, b at full size -> integer RGB. batch, its Dask workers, eval and training's validation
+all go through `Colorizer`."""
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorize_cli.colour import scale_l, unscale_ab
+from colorize_cli.color import bits_of, l_of_pixels, pixels_of_lab, scale_l, unscale_ab
 
 NETWORK_SIDE = 400  # the design's input side: the default render size
 RENDER_SIZES = range(64, 1025, 16)  # what --render-size accepts: the networks halve a side up to four times
@@ -171,6 +174,15 @@ def check_render_settings(render_size: int, strength: float) -> None:
         raise ValueError(f"--strength {strength:g}: from 0 (grey) to {MAX_STRENGTH:g}")
 
 
+@dataclass
+class ColorizedImage:
+    """One image through the path: the input's own L, the predicted a, b and the RGB they make."""
+
+    l: np.ndarray  # HxW, 0..100, at the input's resolution
+    ab: np.ndarray  # HxWx2 (or an UpsampledAB, read band by band)
+    pixels: np.ndarray  # HxWx3, uint8 or uint16 as the input
+
+
 class Colorizer:
     """Owns a network, its device, the side the network sees (render size) and the strength of its colour."""
 
@@ -204,6 +216,22 @@ class Colorizer:
             return 1, threads
         lanes = max(1, min(workers, threads))
         return lanes, max(1, threads // lanes)
+
+    def colorize(self, images: Sequence[np.ndarray]) -> list[ColorizedImage]:
+        """Integer pixels (grey HxW or RGB HxWx3, uint8 or uint16) -> colourised RGB of the same size and depth."""
+        ls = [self.preprocess(pixels) for pixels in images]
+        return [ColorizedImage(l, ab, self.postprocess(l, ab, bits_of(pixels)))
+                for pixels, l, ab in zip(images, ls, self.predict_ab(ls))]
+
+    @staticmethod
+    def preprocess(pixels: np.ndarray) -> np.ndarray:
+        """Integer pixels -> the full-resolution L the network sees (its colour, if any, is dropped)."""
+        return l_of_pixels(pixels)
+
+    @staticmethod
+    def postprocess(l: np.ndarray, ab, bits: int) -> np.ndarray:
+        """The input's L and the predicted a, b -> integer RGB of `bits` bits, clipped to sRGB."""
+        return pixels_of_lab(l, ab, bits)
 
     @torch.inference_mode()
     def run_network(self, l_fitted: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,6 @@
 """The batch report: one row per input, written as report.csv and report.json, and a summary."""
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from colorize_cli.files import write_csv_atomic, write_text_atomic
+from colorize_cli.metrics import psnr_of_mse
 
 
 @dataclass
@@ -29,32 +29,6 @@ class ReportRow:
     notes: str | None = None
 
 
-def rgb_mse(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """The design's error: MSE between true and predicted RGB, both on a 0..1 scale."""
-    return float(np.mean((np.asarray(predicted, np.float32) - np.asarray(truth, np.float32)) ** 2))
-
-
-def pixels_mse(predicted: np.ndarray, truth: np.ndarray, rows: int = 64) -> float:
-    """rgb_mse of two integer images (uint8 or uint16, each on its own scale), in bands of `rows` rows.
-
-    Differences are taken in float32 on the truth's scale (exact integers for two images of one depth),
-    squared and summed by a dot product per band, and scaled to 0..1 once at the end.
-    """
-    top_p, top_t = ((1 << (8 * a.itemsize)) - 1 for a in (predicted, truth))
-    total = 0.0
-    for y0 in range(0, truth.shape[0], rows):
-        p, t = predicted[y0 : y0 + rows], truth[y0 : y0 + rows]
-        diff = np.subtract(p, t, dtype=np.float32) if top_p == top_t else p * np.float32(top_t / top_p) - t
-        diff = diff.ravel()
-        total += float(np.dot(diff, diff))
-    return total / truth.size / top_t**2
-
-
-def psnr_of_mse(mse: float) -> float:
-    """PSNR in dB for values on a 0..1 scale, capped at 100 dB for a perfect match."""
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
-
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
 
 
@@ -72,7 +46,7 @@ def settings_of_outputs(folder: Path) -> dict[str, tuple]:
         return {}  # no report, or not one of ours: nothing to carry over
 
 
-class ColourReport:
+class ColorReport:
     """Collects rows; writes report.csv and report.json atomically; summarises the run."""
 
     def __init__(self, folder: Path | None = None):

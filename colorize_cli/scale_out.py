@@ -23,7 +23,7 @@ from colorize_cli.decode import DEFAULT_MAX_PIXELS
 from colorize_cli.heap import keep_freed_buffers
 from colorize_cli.predictor import NETWORK_SIDE, Colorizer, pick_device
 from colorize_cli.registry import ARCHS, WeightsError, load_network, models_dir, sha256_of
-from colorize_cli.report import ColourReport, ReportRow
+from colorize_cli.report import ColorReport, ReportRow
 
 DASK_EXTRA = 'pip install "colorize[dask]"'
 DEFAULT_CHUNK_SIZE = 16
@@ -113,7 +113,7 @@ def colorize_chunk(jobs: Sequence[Job], spec: NetworkSpec, overwrite: bool = Fal
     except Exception as exc:  # e.g. weights not visible on this worker: its chunks fail, the others go on
         error = f"{describe(exc)} (on dask worker {socket.gethostname()})"
         return [ReportRow(str(job.source), str(job.dest), "failed", error=error) for job in jobs]
-    report = ColourReport()
+    report = ColorReport()
     run_batch(jobs, colorizer, report, overwrite, max_pixels, workers=threads)
     return report.rows
 
@@ -148,7 +148,7 @@ def chunked(jobs: Sequence[Job], size: int) -> list[list[Job]]:
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
-def run_on_dask(jobs: Sequence[Job], spec: NetworkSpec, report: ColourReport, overwrite: bool = False,
+def run_on_dask(jobs: Sequence[Job], spec: NetworkSpec, report: ColorReport, overwrite: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
                 threads: int = 1, scheduler: str | None = None, n_workers: int = DEFAULT_DASK_WORKERS,
                 chunk_size: int = DEFAULT_CHUNK_SIZE, quiet: bool = False) -> None:

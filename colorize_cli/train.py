@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from colorize_cli import __version__, ddp
-from colorize_cli.colour import lab_to_rgb, rgb_to_lab, scale_ab, scale_l, unscale_ab
+from colorize_cli.color import lab_of_pixels, scale_ab, scale_l
 from colorize_cli.files import atomic_path, write_text_atomic
-from colorize_cli.predictor import NETWORK_SIDE, cpu_runs_bfloat16, pick_precision, resize_plane
+from colorize_cli.metrics import pixels_mse, psnr_of_mse
+from colorize_cli.predictor import Colorizer, cpu_runs_bfloat16, pick_precision
 from colorize_cli.registry import build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops
 
@@ -58,17 +59,6 @@ class CheckpointError(Exception):
     """A checkpoint cannot be read or does not belong to this run."""
 
 
-def fitted_val_set(photos_rgb) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """Validation photos fitted to the network's 400x400 input: LAB tensor and RGB ground truth."""
-    labs, rgbs = [], []
-    for rgb in photos_rgb:
-        t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
-        fitted = resize_plane(t, (NETWORK_SIDE, NETWORK_SIDE))[0].permute(1, 2, 0).clamp(0, 1).numpy()
-        rgbs.append(fitted)
-        labs.append(torch.from_numpy(rgb_to_lab(fitted).transpose(2, 0, 1).copy()))
-    return torch.stack(labs), rgbs
-
-
 def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta):
     """Loss on scaled a, b: the design's MSE, or Huber (squared below the delta, linear above)."""
     if name == "mse":
@@ -78,25 +68,19 @@ def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta):
     raise ValueError(f"--loss {name}: choose one of {', '.join(LOSSES)}")
 
 
-def psnr(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
-@torch.inference_mode()
-def validate(net, val_lab: torch.Tensor, val_rgb, criterion, device) -> tuple[float, float]:
-    """Validation loss on scaled a, b, and mean PSNR of the design's RGB error."""
-    net.eval()
+def validate(net, photos: list[np.ndarray], criterion, device) -> tuple[float, float]:
+    """Validation loss on scaled a, b and mean PSNR, on the path `colorize eval` measures: each photo whole,
+    through Colorizer.colorize at its own size."""
+    colorizer = Colorizer(net, device)
     losses, psnrs = [], []
-    for i in range(0, len(val_lab), 8):
-        lab = val_lab[i : i + 8].to(device)
-        pred = net(scale_l(lab[:, :1]))
-        losses.append(criterion(pred, scale_ab(lab[:, 1:])).item() * len(lab))
-        ab = unscale_ab(pred).float().cpu().numpy()
-        for j, rgb_true in enumerate(val_rgb[i : i + 8]):
-            lab_pred = np.concatenate([lab[j, :1].cpu().numpy(), ab[j]]).transpose(1, 2, 0)
-            psnrs.append(psnr(float(np.mean((lab_to_rgb(lab_pred) - rgb_true) ** 2))))
+    for photo in photos:
+        (colorized,) = colorizer.colorize([photo])
+        predicted = torch.from_numpy(np.asarray(colorized.ab))
+        truth = torch.from_numpy(lab_of_pixels(photo)[..., 1:])
+        losses.append(criterion(scale_ab(predicted), scale_ab(truth)).item())
+        psnrs.append(psnr_of_mse(pixels_mse(colorized.pixels, photo)))
     net.train()
-    return sum(losses) / len(val_lab), float(np.mean(psnrs))
+    return float(np.mean(losses)), float(np.mean(psnrs))
 
 
 def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
@@ -218,7 +202,6 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
         val_photos = load_photos(Path(opts.val), log).photos
     else:
         val_photos = photo_set.photos[: max(1, len(photo_set) // 10)]
-    val_lab, val_rgb = fitted_val_set([p.astype(np.float32) / 255 for p in val_photos])
     criterion = loss_fn(opts.loss, opts.huber_delta)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     batch = max(1, opts.batch_size // world.size)  # per process
@@ -263,7 +246,7 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
                 if progress:
                     progress(epoch, s + 1, steps_per_epoch)
             validated = average.net if average else net
-            val_loss, val_psnr = world.from_main(lambda: validate(validated, val_lab, val_rgb, criterion, device))
+            val_loss, val_psnr = world.from_main(lambda: validate(validated, val_photos, criterion, device))
             if average:
                 average.net.eval()
             history.train_loss.append(total / seen)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colorize_cli.colour import lab_of_pixels
+from colorize_cli.color import lab_of_pixels
 from colorize_cli.decode import decode
 from colorize_cli.encode import to_bits
 from colorize_cli.errors import first_line

@@ -46,7 +46,7 @@ def test_batch_mirrors_the_tree_at_each_input_size(tmp_path, photo_dir, weights_
 
 
 def test_output_keeps_the_original_l(tmp_path, photo_dir, weights_dir):
-    from colorize_cli.colour import rgb_to_lab
+    from colorize_cli.color import rgb_to_lab
 
     out = tmp_path / "out"
     run("batch", photo_dir / "astronaut.png", out, "--weights", weights_dir / "arch6.pt")

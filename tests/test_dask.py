@@ -111,7 +111,7 @@ def test_jobs_of_chunks_lost_with_the_cluster_fail_and_a_rerun_finishes_them(wei
                                                                             monkeypatch):
     from colorize_cli import scale_out
     from colorize_cli.batch import plan_jobs
-    from colorize_cli.report import ColourReport
+    from colorize_cli.report import ColorReport
 
     real_dispatch = scale_out.dispatch
 
@@ -125,14 +125,14 @@ def test_jobs_of_chunks_lost_with_the_cluster_fail_and_a_rerun_finishes_them(wei
     jobs, _ = plan_jobs([tmp_path / "in"], tmp_path / "out")
     spec = scale_out.NetworkSpec.of(weights_dir / "arch1.pt", 1, "resize", 4, "cpu")
     monkeypatch.setattr(scale_out, "dispatch", first_chunk_then_lost)
-    report = ColourReport()
+    report = ColorReport()
     scale_out.run_on_dask(jobs, spec, report, scheduler=scheduler, chunk_size=2)
     assert [(Path(r.input).name, r.status) for r in report.rows] == \
         [(s.name, "ok" if i < 2 else "failed") for i, s in enumerate(sources)]
     assert report.rows[-1].error == "dask: OSError: scheduler connection lost; rerun to finish"
 
     monkeypatch.setattr(scale_out, "dispatch", real_dispatch)
-    report = ColourReport()
+    report = ColorReport()
     scale_out.run_on_dask(jobs, spec, report, scheduler=scheduler, chunk_size=2)
     statuses = [r.status for r in report.rows]  # chunks already sent may have finished after the loss
     assert statuses[:2] == ["skipped"] * 2 and set(statuses[2:]) <= {"skipped", "ok"} and len(statuses) == 5

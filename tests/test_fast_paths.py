@@ -12,10 +12,10 @@ from skimage import color
 
 from colorize_cli import heap
 from colorize_cli.batch import colorize_folder
-from colorize_cli.colour import l_of_pixels, pixels_of_lab
+from colorize_cli.color import l_of_pixels, pixels_of_lab
 from colorize_cli.predictor import Colorizer, torch_threads
 from colorize_cli.registry import load_network
-from colorize_cli.report import pixels_mse, rgb_mse
+from colorize_cli.metrics import mse, pixels_mse
 from tests.conftest import small_photo
 
 
@@ -50,8 +50,8 @@ def test_l_and_output_match_the_float64_path(bits, grey):
 def test_integer_mse_equals_the_float_mse():
     a = small_photo("astronaut", (30, 40))
     b = small_photo("coffee", (30, 40))
-    assert pixels_mse(a, b, rows=7) == pytest.approx(rgb_mse(a / 255.0, b / 255.0), rel=1e-6)
-    assert pixels_mse(a.astype(np.uint16) * 257, b) == pytest.approx(rgb_mse(a / 255.0, b / 255.0), rel=1e-6)
+    assert pixels_mse(a, b, rows=7) == pytest.approx(mse(a / 255.0, b / 255.0), rel=1e-6)
+    assert pixels_mse(a.astype(np.uint16) * 257, b) == pytest.approx(mse(a / 255.0, b / 255.0), rel=1e-6)
 
 
 def test_batch_output_matches_the_unoptimised_path(tmp_path, weights_dir):

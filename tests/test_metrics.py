@@ -24,14 +24,14 @@ def test_psnr_of_an_error_in_one_channel():
 
 
 def test_colourfulness_of_grey_is_zero():
-    assert metrics.colourfulness(flat([0.4, 0.4, 0.4])) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.colorfulness(flat([0.4, 0.4, 0.4])) == pytest.approx(0.0, abs=1e-9)
     ramp = np.repeat(np.linspace(0, 1, 16, dtype=np.float32)[:, None, None], 3, axis=2)
-    assert metrics.colourfulness(np.repeat(ramp, 4, axis=1)) == pytest.approx(0.0, abs=1e-4)
+    assert metrics.colorfulness(np.repeat(ramp, 4, axis=1)) == pytest.approx(0.0, abs=1e-4)
 
 
 def test_colourfulness_of_one_flat_colour_is_the_mean_term():
     # pure red at 255: rg = 255, yb = 127.5, no spread
-    assert metrics.colourfulness(flat([1.0, 0.0, 0.0])) == pytest.approx(0.3 * math.hypot(255, 127.5))
+    assert metrics.colorfulness(flat([1.0, 0.0, 0.0])) == pytest.approx(0.3 * math.hypot(255, 127.5))
 
 
 def test_colourfulness_of_half_red_half_blue():
@@ -41,7 +41,7 @@ def test_colourfulness_of_half_red_half_blue():
     mean_rg, mean_yb = 127.5, (127.5 - 255) / 2
     std_rg, std_yb = 127.5, (127.5 + 255) / 2
     expected = math.sqrt(std_rg**2 + std_yb**2) + 0.3 * math.sqrt(mean_rg**2 + mean_yb**2)
-    assert metrics.colourfulness(image) == pytest.approx(expected)
+    assert metrics.colorfulness(image) == pytest.approx(expected)
 
 
 def test_ssim_of_identical_images_is_one_and_less_otherwise():

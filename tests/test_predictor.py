@@ -6,7 +6,7 @@ import torch
 from skimage import data
 
 from colorize_cli import predictor
-from colorize_cli.colour import l_of_pixels, scale_l, unscale_ab
+from colorize_cli.color import l_of_pixels, scale_l, unscale_ab
 from colorize_cli.predictor import (Colorizer, blend_window, cpu_runs_bfloat16, default_batch_size, pick_device,
                                    pick_precision, tile_starts, torch_threads)
 from colorize_cli.registry import load_network

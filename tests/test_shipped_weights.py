@@ -48,7 +48,7 @@ def test_shipped_unets_use_their_whole_decoder(arch):
     collapsed to a 3x3 conv of L (what a dead ReLU there leaves)."""
     import torch
 
-    from colorize_cli.colour import rgb_to_lab, scale_l
+    from colorize_cli.color import rgb_to_lab, scale_l
 
     net, _ = load_network(arch)
     seen = []

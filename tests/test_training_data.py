@@ -10,7 +10,7 @@ from skimage import color
 from typer.testing import CliRunner
 
 from colorize_cli.cli import app
-from colorize_cli.colour import lab_of_pixels
+from colorize_cli.color import lab_of_pixels
 from colorize_cli.training_data import NoTrainingPhotos, draw, fitted_photos, load_photos, random_crops
 from tests.conftest import small_photo
 

@@ -104,7 +104,7 @@ def batch(
     from colorize_cli.gallery import write_gallery
     from colorize_cli.predictor import Colorizer, check_render_settings, pick_device, pick_precision
     from colorize_cli.registry import WeightsError, load_network
-    from colorize_cli.report import ColourReport
+    from colorize_cli.report import ColorReport
 
     err = Console(stderr=True, highlight=False)
     inputs, output = paths[:-1], paths[-1]
@@ -172,7 +172,7 @@ def batch(
             except scale_out.ClusterUnavailable as exc:
                 fail(str(exc), ExitCode.USAGE)
             remove_stale_temps(output)  # a worker killed mid-write leaves its temporary file; dask redid the chunk
-    report = ColourReport(output)
+    report = ColorReport(output)
     show_bar = not (quiet or json_lines) and sys.stderr.isatty()
     bar = task = None
     stdout_trouble = []  # why JSON lines stopped, if stdout failed (a closed pipe, a full disk)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage import color, data
 
-from colorize_cli.colour import (AB_SCALE, join_l_ab, l_of_pixels, lab_to_rgb, mean_chroma, rgb_to_lab, scale_ab,
+from colorize_cli.color import (AB_SCALE, join_l_ab, l_of_pixels, lab_to_rgb, mean_chroma, rgb_to_lab, scale_ab,
                                  scale_l, unscale_ab)
 
 

@@ -7,7 +7,7 @@ so both are about [-1, 1] at the network's input and output.
 import warnings
 
 import numpy as np
-from skimage import color
+from skimage import color as skimage_color
 from skimage.color import colorconv
 
 L_HALF = 50.0
@@ -15,16 +15,18 @@ AB_SCALE = 110.0
 GREY_CHROMA = 1.0  # mean LAB chroma below which an image counts as grey (no ground truth)
 
 
+# scikit-image's conversions on float RGB: the reference the fast paths below are tested against, and what
+# the metrics measure in; colourisation itself goes through the fast paths only.
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """Float RGB in [0, 1], HxWx3 -> float32 LAB."""
-    return color.rgb2lab(np.asarray(rgb, dtype=np.float32)).astype(np.float32, copy=False)
+    return skimage_color.rgb2lab(np.asarray(rgb, dtype=np.float32)).astype(np.float32, copy=False)
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     """Float LAB, HxWx3 -> float32 RGB clipped to [0, 1]."""
     with warnings.catch_warnings():  # predicted colours may fall outside sRGB: clipping is intended
         warnings.simplefilter("ignore", UserWarning)
-        rgb = color.lab2rgb(np.asarray(lab, dtype=np.float32))
+        rgb = skimage_color.lab2rgb(np.asarray(lab, dtype=np.float32))
     return np.clip(rgb, 0.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -55,7 +57,7 @@ def unscale_ab(ab_scaled):
 
 # Fast paths for full-resolution images: integer pixels in and out, float32 throughout, lookup tables
 # for the sRGB transfer curve (the costly part of skimage's float64 conversion). They match
-# skimage's rgb2lab / lab2rgb to well within one 8-bit step (tests/test_colour.py).
+# skimage's rgb2lab / lab2rgb to well within one 8-bit step (tests/test_color.py).
 _XYZ_FROM_RGB = colorconv.xyz_from_rgb.astype(np.float32)
 _RGB_FROM_XYZ = colorconv.rgb_from_xyz.astype(np.float32)
 _WHITE = np.asarray(colorconv.xyz_tristimulus_values(illuminant="D65", observer="2"), np.float32)
@@ -92,7 +94,22 @@ TABLES = {bits: _tables(bits) for bits in (8, 16)}
 
 
 def bits_of(pixels: np.ndarray) -> int:
+    """Bits per channel of integer pixels: 8 for uint8, 16 for uint16 (the two depths colorize works in)."""
     return 8 if pixels.dtype == np.uint8 else 16
+
+
+def as_float(pixels: np.ndarray) -> np.ndarray:
+    """Integer pixels -> float32 on a 0..1 scale."""
+    return pixels.astype(np.float32) / np.float32((1 << bits_of(pixels)) - 1)
+
+
+def has_color(pixels: np.ndarray, sample: int = 4096) -> bool:
+    """Whether integer pixels hold colour (grey stored as RGB has none), judged on about `sample` pixels."""
+    if pixels.ndim == 2:
+        return False
+    h, w = pixels.shape[:2]
+    step = max(1, int((h * w / sample) ** 0.5))
+    return mean_chroma(lab_of_pixels(np.ascontiguousarray(pixels[::step, ::step]))) >= GREY_CHROMA
 
 
 def l_of_pixels(pixels: np.ndarray, rows: int = 64) -> np.ndarray:
