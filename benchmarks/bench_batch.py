@@ -20,6 +20,7 @@ batch's speed against the default's is printed.
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -87,16 +88,14 @@ def child(args) -> None:
     from colorize_cli.predictor import Colorizer
     from colorize_cli.registry import load_network
 
-    try:
+    try:  # colorize_folder sets the process up itself, as the command line does
+        from colorize_cli.process import configure_process  # noqa: F401
+    except ImportError:  # a checkout from before (the baseline): its command line kept the heap at start
         from colorize_cli.heap import keep_freed_buffers
-    except ImportError:  # a checkout from before it existed (the baseline)
-        def keep_freed_buffers():
-            return False
 
+        keep_freed_buffers()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    if not args.default_heap:
-        keep_freed_buffers()  # as `colorize batch` does
     net, _ = load_network(None, Path(args.weights), args.device)
     precision = {} if args.precision is None else {"precision": args.precision}  # the baseline lacks it
     colorizer = Colorizer(net, args.device, args.mode, args.batch_size, **precision)
@@ -191,9 +190,10 @@ def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mo
     for flag, value in (("--batch-size", args.batch_size), ("--torch-threads", args.torch_threads)):
         if value:
             cmd += [flag, str(value)]
-    if args.default_heap:
-        cmd.append("--default-heap")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.default_heap:  # a malloc setting of the user's own: colorize then leaves the heap as glibc has it
+        env["MALLOC_TRIM_THRESHOLD_"] = str(128 * 1024)  # glibc's default
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])

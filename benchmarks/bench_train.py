@@ -11,6 +11,7 @@ after one warm-up. With --data it also prints the photos' memory and the peak RS
 """
 
 import argparse
+import os
 import resource
 import statistics
 import time
@@ -23,7 +24,7 @@ from skimage import data
 from skimage.transform import rescale
 
 from colorize_cli.color import scale_ab, scale_l
-from colorize_cli.heap import keep_freed_buffers
+from colorize_cli.process import configure_process
 from colorize_cli.predictor import cpu_runs_bfloat16
 from colorize_cli.registry import build_network
 from colorize_cli.training_data import PhotoSet, load_photos, random_crops
@@ -63,8 +64,9 @@ def main():
     parser.add_argument("--archs", default="1,3,6")
     parser.add_argument("--default-heap", action="store_true", help="leave glibc's malloc settings as they are")
     args = parser.parse_args()
-    if not args.default_heap:
-        keep_freed_buffers()  # as `colorize train` does
+    if args.default_heap:  # a malloc setting of the user's own: colorize leaves the heap as glibc has it
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = str(128 * 1024)  # glibc's default
+    configure_process()  # what `colorize train` (train_network) runs first
     t0 = time.perf_counter()
     photo_set = load_photos(args.data, log=lambda m: None) if args.data else sample_photos()
     if args.data:

@@ -1,11 +1,15 @@
-"""`colorize batch` as a library: plan input -> output paths, colourise each file, report every one."""
+"""`colorize batch` as a library: plan input -> output paths, colourise each file, report every one.
+
+`colorize_batch(BatchSettings(...))` is the whole command without its terminal: checks, lock, backend, report
+and gallery. The backends (backends/local.py, backends/dask.py) run the per-file steps defined here."""
 
 import os
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import ContextManager
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +19,9 @@ from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, d
 from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
 from colorize_cli.gallery import thumbnail_paths, write_thumbnail
-from colorize_cli.heap import image_done
-from colorize_cli.predictor import Colorizer, torch_threads
+from colorize_cli.errors import ExitCode
+from colorize_cli.predictor import NETWORK_SIDE, Colorizer, check_render_settings, pick_device
+from colorize_cli.process import configure_process
 from colorize_cli.metrics import pixels_mse, psnr_of_mse
 from colorize_cli.report import ColorReport, ReportRow
 
@@ -133,93 +138,24 @@ def jobs_to_do(jobs: Iterable[Job], overwrite: bool, emit: Callable[[ReportRow],
     return todo
 
 
-def run_batch(jobs: Iterable[Job], colorizer: Colorizer, report: ColorReport, overwrite: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
-              workers: int = 1) -> None:
-    """Colourise every job, `colorizer.batch_size` images per network call; every job ends as a report row.
-
-    Decoding and encoding run in `workers` threads while the network works on the images before them;
-    on CPU the network calls run in lanes that share torch's threads (Colorizer.network_lanes). At most
-    a few batches are in flight at once, and the heap's free pages go back to the OS now and then
-    (heap.image_done), so memory does not grow with the number of images.
-    """
-    def emit(row: ReportRow) -> None:
-        report.add(row)
-        on_row(row)
-
-    todo = jobs_to_do(jobs, overwrite, emit)
-    per_call = colorizer.batch_size if colorizer.mode == "resize" else 1  # tile mode batches tiles instead
-    lanes, threads_per_lane = colorizer.network_lanes(workers)
-    in_flight = per_call * lanes + workers
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="colorize") as pool, \
-            ThreadPoolExecutor(lanes, thread_name_prefix="colorize-network") as network, \
-            torch_threads(threads_per_lane):
-        decoding = deque((job, pool.submit(prepare, job, max_pixels)) for job in todo[:in_flight])
-        upcoming = iter(todo[in_flight:])
-        predicting: deque = deque()
-        writing: deque = deque()
-        batch: list[Prepared] = []
-
-        def hand_over(limit: int) -> None:
-            while predicting and (len(predicting) > limit or predicting[0][1].done()):
-                items, future = predicting.popleft()
-                for item, ab in zip(items, future.result()):
-                    work = failed_future(ab) if isinstance(ab, Exception) else pool.submit(finish, item, ab, colorizer)
-                    writing.append((item.job, work))
-
-        def drain(limit: int) -> None:
-            while writing and (len(writing) > limit or writing[0][1].done()):
-                job, future = writing.popleft()
-                emit(outcome(job, future))
-                image_done()
-
-        while decoding:
-            job, future = decoding.popleft()
-            following = next(upcoming, None)
-            if following is not None:
-                decoding.append((following, pool.submit(prepare, following, max_pixels)))
-            try:
-                batch.append(future.result())
-            except Exception as exc:
-                emit(failed_row(job, exc))
-            if batch and (len(batch) == per_call or not decoding):
-                predicting.append((batch, network.submit(predict_or_fail, colorizer, batch)))
-                batch = []
-            hand_over(lanes)
-            drain(in_flight)
-        hand_over(0)
-        drain(0)
-
-
 def skipped_row(job: Job) -> ReportRow:
     """The row of a job whose output exists and is kept (no --overwrite)."""
     return ReportRow(str(job.source), str(job.dest), "skipped", notes="output exists (use --overwrite)")
 
 
-def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, workers: int = 1) -> ColorReport:
+def colorize_folder(folder: Path, output: Path, colorizer: Colorizer, threads: int = 1) -> ColorReport:
     """`colorize batch FOLDER OUTPUT --overwrite` without the command line: every image redone, report written."""
+    from colorize_cli.backends import local
+
+    configure_process()
     started = time.perf_counter()
     jobs, problems = plan_jobs([folder], output)
     report = ColorReport()
     for row in problems:
         report.add(row)
-    run_batch(jobs, colorizer, report, overwrite=True, workers=workers)
+    local.run_jobs(jobs, colorizer, report, overwrite=True, threads=threads)
     report.write(output, time.perf_counter() - started)
     return report
-
-
-def predict_or_fail(colorizer: Colorizer, batch: list[Prepared]) -> list:
-    """a, b for each image of the batch, or the exception for all of them (e.g. out of memory)."""
-    try:
-        return colorizer.predict_ab([item.l for item in batch], banded=True)
-    except Exception as exc:
-        return [exc] * len(batch)
-
-
-def failed_future(exc: Exception) -> Future:
-    future = Future()
-    future.set_exception(exc)
-    return future
 
 
 def outcome(job: Job, future: Future) -> ReportRow:
@@ -239,3 +175,149 @@ def describe(exc: Exception) -> str:
         return str(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+DEFAULT_THREADS = 2
+BACKENDS = ("local", "dask")
+
+
+class BatchError(Exception):
+    """The run cannot start or cannot finish its report; `code` is the exit code the command gives."""
+
+    def __init__(self, message: str, code: int = ExitCode.USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class BatchSettings:
+    """Everything `colorize batch` is told, as plain values."""
+
+    inputs: Sequence[Path]
+    output: Path
+    arch: int | None = None
+    weights: Path | None = None
+    mode: str = "resize"
+    device: str = "auto"
+    precision: str = "auto"
+    render_size: int = NETWORK_SIDE
+    strength: float = 1.0
+    batch_size: int | None = None
+    threads: int = DEFAULT_THREADS
+    output_format: str = "keep"
+    overwrite: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    wait: bool = False
+    gallery: bool = True
+    backend: str = "local"
+    scheduler: str | None = None
+    dask_processes: int | None = None
+    chunk_size: int | None = None
+    quiet: bool = False  # the dask cluster's warnings too
+
+
+@dataclass
+class BatchOutcome:
+    report: ColorReport
+    seconds: float
+    arch: int
+    runs_on: str  # the device, or the cluster
+
+    def sentence(self) -> str:
+        """The summary line the command prints."""
+        summary = self.report.summary(self.seconds)
+        mean = f", mean MSE {summary['mean_mse']:.5f} ({summary['mean_psnr']:.2f} dB)" \
+            if summary["mean_mse"] is not None else ""
+        return (f"{summary['images']} images: {summary['ok']} colourised, {summary['skipped']} skipped, "
+                f"{summary['failed']} failed{mean}, {self.seconds:.1f}s, network {self.arch} on {self.runs_on}; "
+                f"report in {self.report.folder / 'report.csv'}")
+
+
+def check_paths(settings: BatchSettings) -> None:
+    """Refuse an OUTPUT that is a file or one of the input folders (raises BatchError)."""
+    output = Path(settings.output)
+    if not settings.inputs:
+        raise BatchError("give at least one INPUT and an OUTPUT folder (or --files-from)")
+    if output.exists() and not output.is_dir():
+        raise BatchError(f"OUTPUT {output} exists and is not a folder")
+    for item in settings.inputs:
+        if Path(item).is_dir() and os.path.realpath(item) == os.path.realpath(output):
+            raise BatchError(f"OUTPUT {output} is the input folder {item}: choose another OUTPUT (a folder "
+                             "inside it works)")
+
+
+def backend_runner(settings: BatchSettings, say: Callable[[str], None]):
+    """(run: jobs, report, on_row -> None; network number; where it runs) for the chosen backend, the
+    weights and settings checked first (raises BatchError)."""
+    from colorize_cli.registry import WeightsError, load_network
+
+    if settings.backend == "dask":
+        from colorize_cli.backends import dask
+
+        return dask.runner(settings, say)
+    given = [name for name, value in (("--scheduler", settings.scheduler), ("--dask-processes",
+             settings.dask_processes), ("--chunk-size", settings.chunk_size)) if value is not None]
+    if given:
+        raise BatchError(f"{given[0]} needs --backend dask")
+    from colorize_cli.backends import local
+
+    try:
+        device = pick_device(settings.device)
+        net, arch = load_network(settings.arch, settings.weights, device)
+        colorizer = Colorizer(net, device, settings.mode, settings.batch_size, precision=settings.precision,
+                              render_size=settings.render_size, strength=settings.strength)
+    except (ValueError, WeightsError) as exc:
+        raise BatchError(str(exc)) from None
+
+    def run(jobs, report, on_row):
+        local.run_jobs(jobs, colorizer, report, settings.overwrite, settings.max_pixels, on_row, settings.threads)
+
+    runs_on = str(device) if colorizer.precision == "float32" else f"{device} in {colorizer.precision}"
+    return run, arch, runs_on
+
+
+def colorize_batch(settings: BatchSettings, on_row: Callable[[ReportRow], None] = lambda row: None,
+                   say: Callable[[str], None] = lambda message: None,
+                   progress: Callable[[int], ContextManager] = lambda total: nullcontext()) -> BatchOutcome:
+    """The whole of `colorize batch`: every planned file ends as a report row (handed to `on_row` too), then
+    report.csv, report.json and the gallery are written. `progress(total)` wraps the run (a progress bar).
+    Raises BatchError (with its exit code) when the run cannot start or its report cannot be written,
+    and lock.Locked when another run holds OUTPUT."""
+    from colorize_cli.files import remove_stale_temps
+    from colorize_cli.gallery import write_gallery
+    from colorize_cli.lock import folder_lock
+
+    configure_process()
+    check_paths(settings)
+    try:
+        check_render_settings(settings.render_size, settings.strength)
+    except ValueError as exc:
+        raise BatchError(str(exc)) from None
+    run, arch, runs_on = backend_runner(settings, say)
+    output = Path(settings.output)
+    report = ColorReport(output)
+    locked = False
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with folder_lock(output, settings.wait, on_wait=say):
+            locked = True
+            started = time.perf_counter()
+            report.carry_over_settings()
+            stale = remove_stale_temps(output)
+            if stale:
+                say(f"removed {len(stale)} temporary files left in {output} by an interrupted run")
+            jobs, problems = plan_jobs(settings.inputs, output, settings.output_format,
+                                       warn=lambda m: say(f"warning: {m}"), gallery=settings.gallery)
+            for row in problems:
+                report.add(row)
+                on_row(row)
+            with progress(len(jobs)):
+                run(jobs, report, on_row)
+            seconds = time.perf_counter() - started
+            report.write(output, seconds)
+            if settings.gallery:
+                write_gallery(output, report.rows, title=f"colorize: {output}")
+    except OSError as exc:  # OUTPUT cannot be written (usage), or its report or gallery cannot
+        where = f"{'' if locked else 'OUTPUT '}{exc.filename or output}"
+        raise BatchError(f"{where}: {exc.strerror or exc}", ExitCode.FAILED if locked else ExitCode.USAGE) from None
+    return BatchOutcome(report, seconds, arch, runs_on)

@@ -25,9 +25,9 @@ def root(
                                                     help="Print the version and exit.")] = None,
 ):
     """Put colour back into black-and-white photographs with a convolutional network."""
-    from colorize_cli.heap import keep_freed_buffers
+    from colorize_cli.process import configure_process
 
-    keep_freed_buffers()  # every command runs a network, image after image or step after step
+    configure_process()
 
 
 app.command("batch")(batch.batch)

@@ -1,14 +1,9 @@
 """Files -> pixels: decode an image read-only, upright, with its alpha and metadata kept aside."""
 
 import functools
-import logging
 import os
 import re
 import stat
-import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,9 +14,9 @@ from PIL import Image
 from colorize_cli.color import as_float, bits_of
 from colorize_cli.errors import first_line
 from colorize_cli.png16 import png_bit_depth, read_png16
+from colorize_cli.process import configure_process, kept_messages, warnings_of_this_thread
 
 DEFAULT_MAX_PIXELS = 200_000_000
-Image.MAX_IMAGE_PIXELS = None  # decode() applies its own max_pixels, from the header, before any pixel is read
 
 ORIENTATION = 0x0112  # the EXIF tag
 UPRIGHT = {  # EXIF orientation -> the turn that shows the pixels as viewers do
@@ -93,6 +88,7 @@ class DecodedImage:
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode `path` (opened read-only); raise DecodeError with a short reason on bad input."""
+    configure_process()  # for callers of the library that did not: our own pixel limit, warnings kept
     with open_regular(Path(path)) as f, warnings_of_this_thread() as caught:
         try:
             with Image.open(f, formats=readable_formats()) as im:
@@ -106,59 +102,6 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
             return _decode_other_tiff(f, max_pixels)
         except Exception as exc:  # decoders raise many types for damaged data
             raise DecodeError(damage_reason(exc)) from None
-
-
-_kept = threading.local()  # .messages: the list warnings of this thread go to, or None
-_install = threading.Lock()
-_show_elsewhere = warnings.showwarning
-_PILLOW_ALWAYS = ("always", None, Warning, re.compile(r"PIL\."), 0)  # as warnings.filters holds it
-
-
-class _KeepLogged(logging.Handler):
-    """tifffile logs what it finds wrong: kept with the file being decoded, never printed on its own."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        messages = getattr(_kept, "messages", None)
-        if messages is not None:
-            messages.append(re.sub(r"^<tifffile\.\w+ @\d+> ", "", record.getMessage()))
-
-
-_tifffile_log = logging.getLogger("tifffile")
-_tifffile_log.addHandler(_KeepLogged())
-_tifffile_log.propagate = False
-
-
-def _show_or_keep(message, category, filename, lineno, file=None, line=None):
-    messages = getattr(_kept, "messages", None)
-    if messages is not None:
-        messages.append(str(message).strip())
-    elif not getattr(_kept, "showing", False):  # a handler that hands back to this one must not loop
-        _kept.showing = True
-        try:
-            _show_elsewhere(message, category, filename, lineno, file, line)
-        finally:
-            _kept.showing = False
-
-
-@contextmanager
-def warnings_of_this_thread() -> Iterator[list[str]]:
-    """The messages of the warnings this thread raises in the block; Pillow's every time, not once.
-
-    warnings.catch_warnings swaps process-wide state, so threads decoding at once would lose or swap
-    each other's warnings (and catch those of any other thread); here each thread keeps its own.
-    """
-    global _show_elsewhere
-    with _install:
-        if warnings.showwarning is not _show_or_keep:
-            _show_elsewhere = warnings.showwarning
-            warnings.showwarning = _show_or_keep
-        if _PILLOW_ALWAYS not in warnings.filters:  # re-adding would reset every "once" registry
-            warnings.filterwarnings("always", module=r"PIL\.")
-    _kept.messages = messages = []
-    try:
-        yield messages
-    finally:
-        _kept.messages = None
 
 
 def open_regular(path: Path) -> BinaryIO:
@@ -275,8 +218,7 @@ def _decode_other_tiff(f: BinaryIO, max_pixels: int) -> DecodedImage:
     f.seek(0)
     if f.read(4) not in (b"II*\0", b"MM\0*"):
         raise DecodeError("not an image file (unrecognised format)")
-    logged = getattr(_kept, "messages", None)
-    logged = [] if logged is None else logged
+    logged = kept_messages()
     already = len(logged)
     try:
         array, pages = _first_tiff_page(f, max_pixels)

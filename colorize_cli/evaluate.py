@@ -16,10 +16,12 @@ from skimage.transform import resize
 from colorize_cli import metrics
 from colorize_cli.color import as_float, bits_of, has_color
 from colorize_cli.decode import DecodeError, decode
+from colorize_cli.errors import ExitCode, first_line
 from colorize_cli.files import walk_images, write_csv_atomic, write_text_atomic
 from colorize_cli.plots import plot_comparison_grid
-from colorize_cli.predictor import NETWORK_SIDE, Colorizer
-from colorize_cli.registry import ARCHS, DEFAULT_ARCH, load_network
+from colorize_cli.predictor import NETWORK_SIDE, Colorizer, check_render_settings, pick_device
+from colorize_cli.process import configure_process
+from colorize_cli.registry import ARCHS, DEFAULT_ARCH, WeightsError, load_network, shipped_weights
 
 METRICS = ("mse", "psnr", "ssim", "ciede2000", "colourfulness")
 SAMPLE_DATA = "scikit-image sample photos"
@@ -28,8 +30,37 @@ MIN_SIDE = 3  # SSIM needs a 3x3 window at least
 THUMBNAIL_SIDE = 256  # grid tiles are kept at this size, not at full resolution
 
 
+ALL = "all"
+
+
 class EvalDataError(Exception):
     """The folder of photos to evaluate on is missing or holds no image files."""
+
+
+class EvalError(Exception):
+    """The evaluation cannot start or stopped; `code` is the exit code the command gives."""
+
+    def __init__(self, message: str, code: int = ExitCode.USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class EvalSettings:
+    """Everything `colorize eval` is told, as plain values."""
+
+    arch: str | None = None  # a network number, "all", or None: the default (or the one --weights is for)
+    weights: Path | None = None
+    weights_dir: Path | None = None
+    data: Path | None = None  # None: scikit-image's sample photos
+    out: Path = Path("eval-out")
+    mode: str = "resize"
+    device: str = "auto"
+    precision: str = "auto"
+    render_size: int = NETWORK_SIDE
+    strength: float = 1.0
+    batch_size: int | None = None
+    grid_images: int = 8
 
 
 @dataclass
@@ -196,8 +227,8 @@ def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     return resize(rgb, (max(1, round(h * scale)), max(1, round(w * scale))), anti_aliasing=True).astype(np.float32)
 
 
-def evaluate(colorizers: dict[int, Colorizer], photos: Iterable[Photo], skipped: Counter | None = None,
-             grid_images: int = 8, on_image: Callable[[str], None] = lambda name: None) -> Evaluation:
+def measure(colorizers: dict[int, Colorizer], photos: Iterable[Photo], skipped: Counter | None = None,
+            grid_images: int = 8, on_image: Callable[[str], None] = lambda name: None) -> Evaluation:
     """Every network on every photo, `batch_size` photos per network call; each photo is decoded once."""
     result = Evaluation([], [], skipped if skipped is not None else Counter())
     chunk_size = max(c.batch_size for c in colorizers.values())
@@ -278,3 +309,54 @@ def draw_grid(columns: list[GridColumn], path: Path) -> None:
         {f"network {n}": [c.mse[n] for c in columns] for n in networks},
         path,
     )
+
+
+def networks_named(arch: str | None) -> list[int | None]:
+    """--arch value -> network numbers; None: the default, or the one --weights is for."""
+    if arch is None:
+        return [None]
+    if arch.lower() == ALL:
+        return list(ARCHS)
+    if arch.isdigit() and int(arch) in ARCHS:
+        return [int(arch)]
+    raise ValueError(f"--arch {arch}: choose {min(ARCHS)} to {max(ARCHS)} or {ALL}")
+
+
+def evaluate_networks(settings: EvalSettings, warn: Callable[[str], None] = lambda m: None,
+                      on_image: Callable[[str], None] = lambda name: None) -> tuple[dict, list[Path]]:
+    """The whole of `colorize eval`: measure, then write eval.json, eval.csv and grid.png into `settings.out`.
+    Returns (the summary eval.json holds, without its rows; the files written). Raises EvalError."""
+    configure_process()
+    try:
+        archs = networks_named(settings.arch)
+        if settings.weights is not None and (settings.weights_dir is not None or len(archs) > 1):
+            raise ValueError("--weights is one network's file; use --weights-dir for --arch all")
+        if settings.out.exists() and not settings.out.is_dir():
+            raise ValueError(f"--out {settings.out} exists and is not a folder")
+        check_render_settings(settings.render_size, settings.strength)
+        skipped = Counter(dict.fromkeys(SKIP_REASONS, 0))
+        photos = load_samples(skipped, warn) if settings.data is None else \
+            load_folder(settings.data, skipped, warn, exclude=settings.out)
+        device = pick_device(settings.device)
+        colorizers = load_colorizers(archs, settings.weights, settings.weights_dir, device, settings.mode,
+                                     settings.batch_size, settings.precision, settings.render_size, settings.strength)
+    except (EvalDataError, ValueError, WeightsError) as exc:
+        raise EvalError(str(exc)) from None
+    source = SAMPLE_DATA if settings.data is None else str(settings.data)
+    try:
+        result = measure(colorizers, photos, skipped, settings.grid_images, on_image)
+    except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on the device: said in one line
+        raise EvalError(f"evaluation stopped: {first_line(exc)} (try a smaller --batch-size or --mode tile)",
+                        ExitCode.FAILED) from None
+    if not result.rows:
+        counts = ", ".join(f"{n} {why}" for why, n in skipped.items() if n) or "none"
+        raise EvalError(f"{source}: no colour photos to evaluate (skipped: {counts})")
+    summaries = result.summaries()
+    for s in summaries:
+        s["weights"] = str(settings.weights or (Path(settings.weights_dir) / ARCHS[s["network"]].weights_file
+                                                 if settings.weights_dir else shipped_weights(s["network"])))
+    summary = {"data": source, "mode": settings.mode, "render_size": settings.render_size,
+               "strength": settings.strength, "device": str(device),
+               "precision": next(iter(colorizers.values())).precision, "images": result.images(),
+               "skipped": dict(skipped), "out": str(settings.out), "networks": summaries}
+    return summary, write_results(settings.out, result, summary)

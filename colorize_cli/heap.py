@@ -1,15 +1,12 @@
 """Keep the network's freed buffers in the process between images (glibc's malloc only).
 
-With glibc's defaults, blocks freed at the end of a forward pass go back to the OS, so the next
-image page-faults its activations afresh (8 to 45 MB a 400x400 image), which cost network 6
-15 to 40% of its speed on CPU and made that speed differ from run to run; training steps lost
-about a fifth of theirs the same way (benchmarks/README.md).
-After `keep_freed_buffers()`, blocks up to 32 MiB come from the heap and the heap is handed back
-only when more than 256 MiB of it is free; larger blocks (whole photos) are still mapped and
-returned one by one. The heap holds what the busiest image needed, plus what fragmentation adds
-over a long batch (threads free blocks in a different order from image to image). So
-`image_done` hands the free pages back after every 32nd image: 1,000 images then peak 2%
-above 10 rather than 4%, at no measurable cost in speed (benchmarks/README.md).
+With glibc's defaults, blocks freed at the end of a forward pass go back to the OS, so the next image
+page-faults its activations afresh, which slowed network 6 on CPU and made its speed vary from run to
+run; training steps lost speed the same way (benchmarks/README.md has the figures).
+After `keep_freed_buffers()`, blocks up to 32 MiB come from the heap and the heap is handed back only
+when more than 256 MiB of it is free; larger blocks (whole photos) are still mapped and returned one by
+one. Fragmentation over a long batch grows the heap slowly, so `image_done` hands the free pages back
+after every 32nd image (measured in benchmarks/README.md).
 Malloc settings of the user's own (MALLOC_*_ variables, GLIBC_TUNABLES) are left to rule; so are
 dask's: its nanny starts workers with MALLOC_TRIM_THRESHOLD_ set (distributed.nanny.pre-spawn-environ).
 """
@@ -22,7 +19,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit systems
 TRIM_THRESHOLD = 256 << 20
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
-RELEASE_EVERY = 32  # images: the next images fault their buffers in again; every 8th cost 3% of the speed
+RELEASE_EVERY = 32  # images: the next images fault their buffers in again (benchmarks/README.md)
 _malloc_trim = None  # glibc's, once keep_freed_buffers() has taken effect
 _images_done = 0  # in this process, over all batches (a dask worker runs one short batch per chunk)
 

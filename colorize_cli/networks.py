@@ -1,4 +1,5 @@
-"""The six networks of the design (docs/ARCHITECTURES.md), layer for layer.
+"""The six networks of the design, layer for layer, as its ARCHITECTURES.md tables give them (a design document
+kept outside this repository; README.md lists the networks).
 
 Every network maps scaled L (1 channel, about [-1, 1]) to scaled a, b (2 channels).
 Networks 1 and 2 have no ReLU on their last layer, so they can predict negative a, b.

@@ -2,16 +2,21 @@
 
 from pathlib import Path
 
-import matplotlib
+from colorize_cli.files import atomic_path
+from colorize_cli.process import configure_process
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from colorize_cli.files import atomic_path  # noqa: E402
+def _pyplot():
+    """matplotlib's pyplot, imported only when a figure is drawn, after configure_process chose its backend."""
+    configure_process()
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_losses(history, path: Path, title: str = "") -> None:
     """Train and validation loss per epoch."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     epochs = range(1, len(history.train_loss) + 1)
     ax.plot(epochs, history.train_loss, label="train")
@@ -33,6 +38,7 @@ GRID_DPI = 100  # each tile is GRID_TILE_INCHES * GRID_DPI pixels square
 def plot_comparison_grid(names, grey, actual, predicted: dict, errors: dict, path: Path) -> None:
     """Rows input (grey) / actual / one predicted row per label in `predicted`, one column per image;
     each predicted tile labelled with its MSE from `errors`. The PNG is exactly rows x columns tiles."""
+    plt = _pyplot()
     rows = [("input (grey)", grey, None), ("actual", actual, None)]
     rows += [(f"predicted\n{label}", images, errors[label]) for label, images in predicted.items()]
     size = (len(names) * GRID_TILE_INCHES, len(rows) * GRID_TILE_INCHES)

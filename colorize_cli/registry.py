@@ -42,6 +42,11 @@ def models_dir() -> Path:
     return installed if installed.is_dir() else here.parent / "models"
 
 
+def shipped_weights(arch: int) -> Path:
+    """Where the weights shipped for network `arch` are."""
+    return models_dir() / ARCHS[arch].weights_file
+
+
 def build_network(arch: int) -> nn.Module:
     if arch not in ARCHS:
         raise WeightsError(f"unknown network {arch}: choose 1 to {len(ARCHS)}")
@@ -101,7 +106,7 @@ def load_network(arch: int | None = None, weights: Path | None = None, device: s
     if weights is None:
         arch = DEFAULT_ARCH if arch is None else arch
         build_network(arch)  # validates the number
-        weights = models_dir() / ARCHS[arch].weights_file
+        weights = shipped_weights(arch)
         if not weights.is_file():
             raise WeightsError(
                 f"no trained weights for network {arch} at {weights}; "

@@ -29,6 +29,12 @@ class ReportRow:
     notes: str | None = None
 
 
+def json_record(row: ReportRow) -> dict:
+    """The fields of a row that `colorize batch --json` prints, one JSON line per file."""
+    return {"status": row.status, "input": row.input, "output": row.output, "mse": row.mse,
+            "render_size": row.render_size, "strength": row.strength, "error": row.error}
+
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
 
 

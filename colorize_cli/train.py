@@ -17,6 +17,7 @@ from colorize_cli.color import lab_of_pixels, scale_ab, scale_l
 from colorize_cli.files import atomic_path, write_text_atomic
 from colorize_cli.metrics import pixels_mse, psnr_of_mse
 from colorize_cli.predictor import Colorizer, cpu_runs_bfloat16, pick_precision
+from colorize_cli.process import configure_process
 from colorize_cli.registry import build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops
 
@@ -38,7 +39,7 @@ class TrainOptions:
     balanced: bool = True  # each source folder drawn equally often
     ema_decay: float = 0.999  # moving average of the weights, validated and exported; 0: the raw weights
     seed: int = 0
-    workers: int = 0
+    threads: int = 0  # torch threads (0: torch's default)
     device: str = "auto"
     precision: str = "auto"
     loss: str = "huber"  # of the losses measured, the one that meets the quality bar (models/README.md)
@@ -142,7 +143,7 @@ def read_checkpoint(path: Path) -> dict:
     return blob
 
 
-def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=None) -> History:
+def train_network(opts: TrainOptions, resume: Path | None = None, log=print, progress=None) -> History:
     """Train network `opts.arch`; write last.pt, best.pt, losses.json and loss.png into `opts.out`.
 
     Under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy on its own random
@@ -150,6 +151,9 @@ def train(opts: TrainOptions, resume: Path | None = None, log=print, progress=No
     runs compare with single-process ones. Process 0
     alone validates, logs and writes the run folder; the checkpoint holds the plain network, not the wrapper.
     """
+    configure_process()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     with ddp.process_group(opts.device) as world:
         return _train(opts, world, resume, log if world.main else lambda message: None, progress)
 
@@ -276,6 +280,32 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
     return history
+
+
+def options_given(given: dict, resume: Path | None = None) -> TrainOptions:
+    """The options of a run: those given (None: not given) over the resumed checkpoint's, or the defaults."""
+    if resume:
+        return options_from_checkpoint(resume, given)
+    opts = TrainOptions(**{k: v for k, v in given.items() if v is not None})
+    if opts.out == TrainOptions.out:
+        opts.out = f"runs/arch{opts.arch}"
+    if opts.data is None:
+        raise ValueError("--data is required (or set COLORIZE_DATA): a folder of colour photos")
+    return opts
+
+
+def train_and_export(opts: TrainOptions, resume: Path | None = None, export: Path | None = None, log=print) -> dict | None:
+    """The whole of `colorize train` in one process: train, then export best.pt's weights to `export` (process
+    0 only); returns the manifest entry written, if any. A failed export raises OSError naming what is kept."""
+    train_network(opts, resume=resume, log=log)
+    if not export or not ddp.is_main_process():
+        return None
+    best = Path(opts.out) / "best.pt"
+    try:
+        return export_weights(best, export)
+    except OSError as exc:
+        raise OSError(f"{export}: cannot export ({exc.strerror or exc}); {best} and last.pt are kept: export again "
+                      f"with colorize train --resume {Path(opts.out) / 'last.pt'} --export PATH") from None
 
 
 def options_from_checkpoint(path: Path, overrides: dict) -> TrainOptions:

@@ -65,7 +65,7 @@ def temp_files(folder: Path) -> list[Path]:
 def test_dask_run_matches_the_local_run(weights_dir, tmp_path, scheduler):
     from distributed import Client
 
-    from colorize_cli import scale_out
+    from colorize_cli.backends import dask as scale_out
 
     sources = write_photos(tmp_path / "in", 10)
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -109,7 +109,7 @@ def test_dask_run_matches_the_local_run(weights_dir, tmp_path, scheduler):
 @pytest.mark.filterwarnings("ignore:.*adjusting the input task iterator:UserWarning")
 def test_jobs_of_chunks_lost_with_the_cluster_fail_and_a_rerun_finishes_them(weights_dir, tmp_path, scheduler,
                                                                             monkeypatch):
-    from colorize_cli import scale_out
+    from colorize_cli.backends import dask as scale_out
     from colorize_cli.batch import plan_jobs
     from colorize_cli.report import ColorReport
 
@@ -126,14 +126,14 @@ def test_jobs_of_chunks_lost_with_the_cluster_fail_and_a_rerun_finishes_them(wei
     spec = scale_out.NetworkSpec.of(weights_dir / "arch1.pt", 1, "resize", 4, "cpu")
     monkeypatch.setattr(scale_out, "dispatch", first_chunk_then_lost)
     report = ColorReport()
-    scale_out.run_on_dask(jobs, spec, report, scheduler=scheduler, chunk_size=2)
+    scale_out.run_jobs(jobs, spec, report, scheduler=scheduler, chunk_size=2)
     assert [(Path(r.input).name, r.status) for r in report.rows] == \
         [(s.name, "ok" if i < 2 else "failed") for i, s in enumerate(sources)]
     assert report.rows[-1].error == "dask: OSError: scheduler connection lost; rerun to finish"
 
     monkeypatch.setattr(scale_out, "dispatch", real_dispatch)
     report = ColorReport()
-    scale_out.run_on_dask(jobs, spec, report, scheduler=scheduler, chunk_size=2)
+    scale_out.run_jobs(jobs, spec, report, scheduler=scheduler, chunk_size=2)
     statuses = [r.status for r in report.rows]  # chunks already sent may have finished after the loss
     assert statuses[:2] == ["skipped"] * 2 and set(statuses[2:]) <= {"skipped", "ok"} and len(statuses) == 5
     assert all(job.dest.is_file() for job in jobs)
@@ -163,7 +163,7 @@ def test_rerun_after_killed_workers_completes_everything(weights_dir, tmp_path):
     sources = write_photos(tmp_path / "in", 24)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "colorize_cli", "batch", "--weights", str(weights_dir / "arch3.pt"),
-               "--backend", "dask", "--dask-workers", "2", "--chunk-size", "1", "--batch-size", "1", "--json",
+               "--backend", "dask", "--dask-processes", "2", "--chunk-size", "1", "--batch-size", "1", "--json",
                "--quiet", "in", "out"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -220,7 +220,7 @@ def test_missing_dask_names_the_extra(weights_dir, tmp_path, monkeypatch):
 def test_the_precision_reaches_the_workers_network(weights_dir):
     import torch
 
-    from colorize_cli import scale_out
+    from colorize_cli.backends import dask as scale_out
     from colorize_cli.predictor import cpu_runs_bfloat16
 
     spec = scale_out.NetworkSpec.of(weights_dir / "arch1.pt", 1, "resize", None, "cpu")

@@ -18,12 +18,12 @@ from colorize_cli import ddp
 from colorize_cli.cli import app
 from colorize_cli.commands.train import command_line
 from colorize_cli.registry import load_network
-from colorize_cli.train import TrainOptions, read_checkpoint, train
+from colorize_cli.train import TrainOptions, read_checkpoint, train_network
 from tests.conftest import small_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs train() in each torchrun worker, then saves that worker's network parameters as rank<N>.pt.
+# Runs train_network() in each torchrun worker, then saves that worker's network parameters as rank<N>.pt.
 WORKER = """
 import json, os, sys
 import torch
@@ -32,7 +32,7 @@ from colorize_cli import train as training
 nets = []
 build_network = training.build_network
 training.build_network = lambda arch: nets.append(build_network(arch)) or nets[-1]
-training.train(training.TrainOptions(**json.loads(sys.argv[1])), log=print)
+training.train_network(training.TrainOptions(**json.loads(sys.argv[1])), log=print)
 params = {name: p.detach().clone() for name, p in nets[0].named_parameters()}
 torch.save(params, os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
 """
@@ -79,7 +79,7 @@ def test_two_gloo_processes_end_equal_and_the_checkpoint_resumes_in_one(tmp_path
     with torch.no_grad():
         assert net(torch.rand(1, 1, 32, 32) * 2 - 1).shape == (1, 2, 32, 32)
     opts.epochs = 3
-    resumed = train(opts, resume=tmp_path / "run" / "last.pt", log=lambda m: None)
+    resumed = train_network(opts, resume=tmp_path / "run" / "last.pt", log=lambda m: None)
     assert resumed.train_loss[:2] == losses["train_loss"]
     assert len(resumed.train_loss) == 3 and read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
 

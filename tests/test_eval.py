@@ -46,7 +46,7 @@ def test_sample_photos_load_without_network():
 
 def test_rows_match_batch_path_and_independent_grey_baseline(weights_dir, photo_dir):
     colorizers = evaluation.load_colorizers([3], weights_dir=weights_dir, batch_size=2)
-    result = evaluation.evaluate(colorizers, evaluation.load_folder(photo_dir, Counter()), grid_images=1)
+    result = evaluation.measure(colorizers, evaluation.load_folder(photo_dir, Counter()), grid_images=1)
     row = next(r for r in result.rows if r.image == "astronaut.png")
     truth = iio.imread(photo_dir / "astronaut.png").astype(np.float64) / 255.0
 
@@ -71,7 +71,7 @@ def test_rows_match_batch_path_and_independent_grey_baseline(weights_dir, photo_
 
 def test_summary_is_means_and_differences_to_baseline(weights_dir, photo_dir):
     colorizers = evaluation.load_colorizers([1], weights_dir=weights_dir)
-    result = evaluation.evaluate(colorizers, evaluation.load_folder(only_colour(photo_dir), Counter()))
+    result = evaluation.measure(colorizers, evaluation.load_folder(only_colour(photo_dir), Counter()))
     (summary,) = result.summaries()
     assert summary["network"] == 1 and summary["images"] == 3
     assert summary["mean"]["mse"] == pytest.approx(np.mean([r.mse for r in result.rows]))

@@ -75,7 +75,7 @@ def test_more_threads_give_the_same_outputs_and_rows(tmp_path, weights_dir):
         iio.imwrite(folder / f"{i}.png", small_photo(name, (30 + i, 40)))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     net, _ = load_network(3, weights_dir / "arch3.pt")
-    reports = [colorize_folder(folder, tmp_path / f"out{w}", Colorizer(net, "cpu", "resize", batch_size=3), workers=w)
+    reports = [colorize_folder(folder, tmp_path / f"out{w}", Colorizer(net, "cpu", "resize", batch_size=3), threads=w)
                for w in (1, 3)]
     for name in [f"{i}.png" for i in range(7)]:
         assert np.array_equal(iio.imread(tmp_path / "out1" / name), iio.imread(tmp_path / "out3" / name))
@@ -112,7 +112,7 @@ def test_on_cpu_the_network_runs_in_lanes_that_share_the_threads(tmp_path):
         iio.imwrite(folder / f"{i}.png", small_photo("coffee", (20 + i, 30)))
     net = SlowNetwork()
     with torch_threads(2):
-        report = colorize_folder(folder, tmp_path / "out", Colorizer(net, "cpu", "resize"), workers=2)
+        report = colorize_folder(folder, tmp_path / "out", Colorizer(net, "cpu", "resize"), threads=2)
         assert torch.get_num_threads() == 2  # put back after the run
     assert [r.status for r in report.rows] == ["ok"] * 6
     assert net.most_at_once == 2 and net.threads_seen == {1}
@@ -127,7 +127,7 @@ def test_free_heap_pages_are_released_every_32nd_image_across_batches(tmp_path, 
     monkeypatch.setattr(heap, "_malloc_trim", released.append)
     monkeypatch.setattr(heap, "_images_done", 0)
     colorizer = Colorizer(torch.nn.Conv2d(1, 2, 1), "cpu", "resize")
-    colorize_folder(folder, tmp_path / "a", colorizer, workers=2)
+    colorize_folder(folder, tmp_path / "a", colorizer, threads=2)
     assert released == []
-    colorize_folder(folder, tmp_path / "b", colorizer, workers=2)  # short batches, as a dask worker runs
+    colorize_folder(folder, tmp_path / "b", colorizer, threads=2)  # short batches, as a dask worker runs
     assert released == [0]  # malloc_trim(0), after the 32nd image of the two

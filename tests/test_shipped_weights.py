@@ -67,7 +67,7 @@ def test_shipped_network_6_colours_sample_photos_better_than_grey():
     from colorize_cli import evaluate as evaluation
 
     colorizers = evaluation.load_colorizers([6])
-    result = evaluation.evaluate(colorizers, evaluation.load_samples(Counter()), grid_images=0)
+    result = evaluation.measure(colorizers, evaluation.load_samples(Counter()), grid_images=0)
     summary = evaluation.summarise(result.rows)
     assert summary["images"] >= 6
     assert summary["difference"]["mse"] < 0

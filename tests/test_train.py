@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from colorize_cli.cli import app
 from colorize_cli.registry import load_network, read_weights
-from colorize_cli.train import CheckpointError, TrainOptions, read_checkpoint, train
+from colorize_cli.train import CheckpointError, TrainOptions, read_checkpoint, train_network
 from tests.conftest import small_photo
 
 runner = CliRunner()
@@ -34,7 +34,7 @@ def options(tmp_path, data, **kw):
 
 
 def test_tiny_run_lowers_the_loss_and_writes_checkpoints_and_plot(tmp_path, tiny_photos):
-    history = train(options(tmp_path, tiny_photos), log=lambda m: None)
+    history = train_network(options(tmp_path, tiny_photos), log=lambda m: None)
     assert len(history.train_loss) == 3
     assert history.train_loss[-1] < history.train_loss[0]
     run = tmp_path / "run"
@@ -49,8 +49,8 @@ def test_tiny_run_lowers_the_loss_and_writes_checkpoints_and_plot(tmp_path, tiny
 
 
 def test_resume_continues_to_the_requested_epoch_with_the_same_history(tmp_path, tiny_photos):
-    first = train(options(tmp_path, tiny_photos, epochs=2), log=lambda m: None)
-    resumed = train(options(tmp_path, tiny_photos, epochs=3), resume=tmp_path / "run" / "last.pt", log=lambda m: None)
+    first = train_network(options(tmp_path, tiny_photos, epochs=2), log=lambda m: None)
+    resumed = train_network(options(tmp_path, tiny_photos, epochs=3), resume=tmp_path / "run" / "last.pt", log=lambda m: None)
     assert resumed.train_loss[:2] == first.train_loss
     assert len(resumed.train_loss) == 3
     assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 3
@@ -58,17 +58,17 @@ def test_resume_continues_to_the_requested_epoch_with_the_same_history(tmp_path,
 
 def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, tiny_photos):
     """Interrupted in the middle of epoch 2, then resumed == three epochs straight."""
-    straight = train(options(tmp_path / "a", tiny_photos), log=lambda m: None)
+    straight = train_network(options(tmp_path / "a", tiny_photos), log=lambda m: None)
 
     def interrupt(epoch, step, steps):
         if (epoch, step) == (1, 1):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(options(tmp_path / "b", tiny_photos), log=lambda m: None, progress=interrupt)
+        train_network(options(tmp_path / "b", tiny_photos), log=lambda m: None, progress=interrupt)
     saved = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
     assert (saved["epoch"], saved["step"]) == (1, 1)
-    train(options(tmp_path / "b", tiny_photos), resume=tmp_path / "b" / "run" / "last.pt", log=lambda m: None)
+    train_network(options(tmp_path / "b", tiny_photos), resume=tmp_path / "b" / "run" / "last.pt", log=lambda m: None)
     resumed = read_checkpoint(tmp_path / "b" / "run" / "last.pt")
     assert resumed["history"]["train_loss"] == pytest.approx(straight.train_loss, rel=1e-5)
     assert resumed["history"]["val_loss"] == pytest.approx(straight.val_loss, rel=1e-5)
@@ -98,7 +98,7 @@ def test_cli_train_export_then_batch_uses_the_weights(tmp_path, tiny_photos):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_a_damaged_checkpoint_gives_a_clear_error(tmp_path, tiny_photos, damage):
-    train(options(tmp_path, tiny_photos, epochs=1), log=lambda m: None)
+    train_network(options(tmp_path, tiny_photos, epochs=1), log=lambda m: None)
     last = tmp_path / "run" / "last.pt"
     blob = last.read_bytes()
     last.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"not a checkpoint" * 10)
@@ -110,7 +110,7 @@ def test_a_damaged_checkpoint_gives_a_clear_error(tmp_path, tiny_photos, damage)
 
 
 def test_init_starts_from_given_weights(tmp_path, tiny_photos, weights_dir):
-    train(options(tmp_path, tiny_photos, epochs=1, lr=1e-12, init=str(weights_dir / "arch1.pt")), log=lambda m: None)
+    train_network(options(tmp_path, tiny_photos, epochs=1, lr=1e-12, init=str(weights_dir / "arch1.pt")), log=lambda m: None)
     trained = read_checkpoint(tmp_path / "run" / "last.pt")["model"]
     start, _ = load_network(1, weights_dir / "arch1.pt")
     for name, value in start.state_dict().items():
@@ -139,7 +139,7 @@ def test_huber_is_squared_below_delta_and_linear_above():
 def test_resume_keeps_each_runs_huber_delta(tmp_path, tiny_photos):
     from colorize_cli.train import options_from_checkpoint
 
-    train(options(tmp_path, tiny_photos, epochs=1, huber_delta=0.3), log=lambda m: None)
+    train_network(options(tmp_path, tiny_photos, epochs=1, huber_delta=0.3), log=lambda m: None)
     last = tmp_path / "run" / "last.pt"
     assert options_from_checkpoint(last, {}).huber_delta == 0.3
     assert options_from_checkpoint(last, {"huber_delta": 0.2}).huber_delta == 0.2
@@ -148,7 +148,7 @@ def test_resume_keeps_each_runs_huber_delta(tmp_path, tiny_photos):
 @pytest.mark.skipif(not __import__("colorize_cli.predictor", fromlist=["x"]).cpu_runs_bfloat16(),
                     reason="this CPU has no native bfloat16")
 def test_bfloat16_training_on_cpu_lowers_the_loss(tmp_path, tiny_photos):
-    history = train(options(tmp_path, tiny_photos, precision="bfloat16", epochs=4), log=lambda m: None)
+    history = train_network(options(tmp_path, tiny_photos, precision="bfloat16", epochs=4), log=lambda m: None)
     assert history.train_loss[-1] < history.train_loss[0]
 
 
@@ -168,7 +168,7 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
 def test_the_moving_average_is_what_export_writes(tmp_path, tiny_photos):
     from colorize_cli.train import export_weights
 
-    train(options(tmp_path, tiny_photos, epochs=2, ema_decay=0.9), log=lambda m: None)
+    train_network(options(tmp_path, tiny_photos, epochs=2, ema_decay=0.9), log=lambda m: None)
     state = read_checkpoint(tmp_path / "run" / "best.pt")
     raw, average = state["model"], state["average"]
     name = next(k for k, v in raw.items() if v.is_floating_point() and v.numel() >= 4096)
@@ -183,7 +183,7 @@ def test_the_moving_average_is_what_export_writes(tmp_path, tiny_photos):
 def test_without_a_moving_average_export_writes_the_raw_weights(tmp_path, tiny_photos):
     from colorize_cli.train import export_weights
 
-    train(options(tmp_path, tiny_photos, epochs=1, ema_decay=0), log=lambda m: None)
+    train_network(options(tmp_path, tiny_photos, epochs=1, ema_decay=0), log=lambda m: None)
     state = read_checkpoint(tmp_path / "run" / "last.pt")
     assert state["average"] is None
     export_weights(tmp_path / "run" / "last.pt", tmp_path / "arch1.pt")
@@ -198,10 +198,10 @@ def test_the_moving_average_resumes_exactly(tmp_path, tiny_photos):
         if (epoch, step) == (1, 1):
             raise KeyboardInterrupt
 
-    train(options(tmp_path / "a", tiny_photos, ema_decay=0.9), log=lambda m: None)
+    train_network(options(tmp_path / "a", tiny_photos, ema_decay=0.9), log=lambda m: None)
     with pytest.raises(KeyboardInterrupt):
-        train(options(tmp_path / "b", tiny_photos, ema_decay=0.9), log=lambda m: None, progress=interrupt)
-    train(options(tmp_path / "b", tiny_photos, ema_decay=0.9), resume=tmp_path / "b" / "run" / "last.pt",
+        train_network(options(tmp_path / "b", tiny_photos, ema_decay=0.9), log=lambda m: None, progress=interrupt)
+    train_network(options(tmp_path / "b", tiny_photos, ema_decay=0.9), resume=tmp_path / "b" / "run" / "last.pt",
           log=lambda m: None)
     straight = read_checkpoint(tmp_path / "a" / "run" / "last.pt")["average"]
     resumed = read_checkpoint(tmp_path / "b" / "run" / "last.pt")["average"]
@@ -209,5 +209,5 @@ def test_the_moving_average_resumes_exactly(tmp_path, tiny_photos):
 
 
 def test_whole_photo_fitting_trains_on_the_design_input(tmp_path, tiny_photos):
-    history = train(options(tmp_path, tiny_photos, epochs=2, crop=48, fit=True), log=lambda m: None)
+    history = train_network(options(tmp_path, tiny_photos, epochs=2, crop=48, fit=True), log=lambda m: None)
     assert len(history.train_loss) == 2 and all(np.isfinite(history.train_loss))

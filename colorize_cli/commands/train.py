@@ -1,4 +1,4 @@
-"""`colorize train`."""
+"""`colorize train`: options in, `train.train_and_export` called (or torchrun launched with the same options)."""
 
 from enum import Enum
 from pathlib import Path
@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from colorize_cli.commands.common import fail
+from colorize_cli.commands.common import FIRST_ARCH, LAST_ARCH, fail, renamed
 from colorize_cli.errors import ExitCode
-from colorize_cli.registry import WeightsError
+from colorize_cli.registry import DEFAULT_ARCH, WeightsError
 
 
 class Loss(str, Enum):
@@ -23,100 +23,93 @@ class TrainPrecision(str, Enum):
     bfloat16 = "bfloat16"
 
 
-def train(
-    arch: Annotated[Optional[int], typer.Option(help="Network 1 to 6 (default 6).", min=1, max=6)] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Folder of colour photos to train on (recursive). "
-                                                 "Default: $COLORIZE_DATA.", envvar="COLORIZE_DATA")] = None,
-    val: Annotated[Optional[Path], typer.Option(help="Folder of colour photos to validate on. "
-                                                "Default: $COLORIZE_VAL, else a tenth of --data.",
-                                                envvar="COLORIZE_VAL")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder for checkpoints, losses.json and loss.png.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Total epochs (one random crop per photo each).", min=0)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (peak of the cosine schedule).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Crops per step.", min=1)] = None,
-    crop: Annotated[Optional[int], typer.Option(help="Side of the random training crops.", min=16)] = None,
-    epoch_size: Annotated[Optional[int], typer.Option(help="Crops drawn per epoch (default: the number of "
-                                                      "training photos).", min=1)] = None,
-    fit: Annotated[Optional[bool], typer.Option("--fit/--no-fit", help="Train on whole photos resized to "
-                                                "--crop x --crop (the design's recipe) instead of random "
-                                                "crops.")] = None,
-    balanced: Annotated[Optional[bool], typer.Option("--balanced/--no-balanced", help="Draw each folder "
-                                                     "directly under --data equally often (default), or "
-                                                     "each photo equally often.")] = None,
-    ema_decay: Annotated[Optional[float], typer.Option(help="Decay of the moving average of the weights that "
-                                                       "is validated and exported (default 0.999; 0: the "
-                                                       "raw weights).", min=0.0, max=0.99999)] = None,
-    loss: Annotated[Optional[Loss], typer.Option(help="huber (default: squared below --huber-delta, "
-                                                 "linear above) or mse (the design's).")] = None,
-    huber_delta: Annotated[Optional[float], typer.Option(help="For --loss huber: errors of scaled a,b (a,b/110) "
-                                                         "above this count linearly, below it squared "
-                                                         "(default 0.2).", min=0.001)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Torch threads for training (0: torch's default).",
-                                                   min=0)] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
-    precision: Annotated[Optional[TrainPrecision], typer.Option(help="auto (default): bfloat16 autocast on "
-                                                                 "CPUs that compute it natively (AVX512-BF16 "
-                                                                 "or AMX), float16 AMP on CUDA, float32 "
-                                                                 "elsewhere.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue from a last.pt checkpoint.")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Start from these weights (a weights file, e.g. the "
-                                                 "shipped models/arch6.pt, or a checkpoint) to fine-tune on "
-                                                 "your photos; optimizer and schedule start afresh.")] = None,
-    export: Annotated[Optional[Path], typer.Option(help="After training, write best.pt's weights here "
-                                                   "(state dict, large tensors in fp16, + metadata) and record it in "
-                                                   "manifest.json beside it.")] = None,
-    ddp: Annotated[bool, typer.Option("--ddp", help="Train in --nproc processes with DistributedDataParallel "
-                                      "(launches torchrun; --batch-size stays the crops per step over all).")] = False,
-    nproc: Annotated[Optional[int], typer.Option(help="With --ddp: processes (default: one per CUDA device, "
-                                                 "else per CPU core).", min=1)] = None,
-):
+def option(help: str, *names: str, **kwargs):
+    """An option whose default is None (not given): a resumed run keeps its checkpoint's value."""
+    return typer.Option(*names, help=help, **kwargs)
+
+
+PathOption = Optional[Path]
+ArchOption = Annotated[Optional[int], option(f"Network {FIRST_ARCH} to {LAST_ARCH} (default {DEFAULT_ARCH}).",
+                                             min=FIRST_ARCH, max=LAST_ARCH)]
+DataOption = Annotated[PathOption, option("Folder of colour photos to train on (recursive). Default: $COLORIZE_DATA.",
+                                          envvar="COLORIZE_DATA")]
+ValOption = Annotated[PathOption, option("Folder of colour photos to validate on. Default: $COLORIZE_VAL, else a tenth "
+                                         "of --data.", envvar="COLORIZE_VAL")]
+OutOption = Annotated[PathOption, option("Run folder for checkpoints, losses.json and loss.png.")]
+EpochsOption = Annotated[Optional[int], option("Total epochs (one random crop per photo each).", min=0)]
+LrOption = Annotated[Optional[float], option("Adam learning rate (peak of the cosine schedule).")]
+BatchOption = Annotated[Optional[int], option("Crops per step.", min=1)]
+CropOption = Annotated[Optional[int], option("Side of the random training crops.", min=16)]
+EpochSizeOption = Annotated[Optional[int], option("Crops drawn per epoch (default: the number of training photos).",
+                                                  min=1)]
+FitOption = Annotated[Optional[bool], option("Train on whole photos resized to --crop x --crop (the design's recipe) "
+                                             "instead of random crops.", "--fit/--no-fit")]
+BalancedOption = Annotated[Optional[bool], option("Draw each folder directly under --data equally often (default), or "
+                                                  "each photo equally often.", "--balanced/--no-balanced")]
+EmaOption = Annotated[Optional[float], option("Decay of the moving average of the weights that is validated and "
+                                              "exported (default 0.999; 0: the raw weights).", min=0.0, max=0.99999)]
+LossOption = Annotated[Optional[Loss], option("huber (default: squared below --huber-delta, linear above) or mse "
+                                              "(the design's).")]
+DeltaOption = Annotated[Optional[float], option("For --loss huber: errors of scaled a,b (a,b/110) above this count "
+                                                "linearly, below it squared (default 0.2).", min=0.001)]
+SeedOption = Annotated[Optional[int], option("Random seed.")]
+ThreadsOption = Annotated[Optional[int], option("Torch threads for training (0: torch's default).", min=0)]
+WorkersOption = Annotated[Optional[int], option("", "--workers", min=0, hidden=True)]  # before --threads
+DeviceOption = Annotated[Optional[str], option("auto, cpu, cuda or mps.")]
+PrecisionOption = Annotated[Optional[TrainPrecision], option(
+    "auto (default): bfloat16 autocast on CPUs that compute it natively (AVX512-BF16 or AMX), float16 AMP on CUDA, "
+    "float32 elsewhere.")]
+ResumeOption = Annotated[PathOption, option("Continue from a last.pt checkpoint.")]
+InitOption = Annotated[PathOption, option("Start from these weights (a weights file, e.g. the shipped models/arch6.pt, "
+                                          "or a checkpoint) to fine-tune on your photos; optimizer and schedule start "
+                                          "afresh.")]
+ExportOption = Annotated[PathOption, option("After training, write best.pt's weights here (state dict, large tensors in "
+                                            "fp16, + metadata) and record it in manifest.json beside it.")]
+DdpOption = Annotated[bool, option("Train in --nproc processes with DistributedDataParallel (launches torchrun; "
+                                   "--batch-size stays the crops per step over all).", "--ddp")]
+NprocOption = Annotated[Optional[int], option("With --ddp: processes (default: one per CUDA device, else per CPU "
+                                              "core).", min=1)]
+
+
+def train(arch: ArchOption = None, data: DataOption = None, val: ValOption = None, out: OutOption = None,
+          epochs: EpochsOption = None, lr: LrOption = None, batch_size: BatchOption = None, crop: CropOption = None,
+          epoch_size: EpochSizeOption = None, fit: FitOption = None, balanced: BalancedOption = None,
+          ema_decay: EmaOption = None, loss: LossOption = None, huber_delta: DeltaOption = None,
+          seed: SeedOption = None, threads: ThreadsOption = None, device: DeviceOption = None,
+          precision: PrecisionOption = None, resume: ResumeOption = None, init: InitOption = None,
+          export: ExportOption = None, ddp: DdpOption = False, nproc: NprocOption = None,
+          workers: WorkersOption = None):
     """Train one of the six networks on a folder of colour photos (also under torchrun: see --ddp)."""
-    from colorize_cli import ddp as processes  # the option --ddp is `ddp` here
     from colorize_cli import train as training
     from colorize_cli.training_data import NoTrainingPhotos
 
-    given = dict(arch=arch, data=str(data) if data else None, val=str(val) if val else None,
-                 out=str(out) if out else None, epochs=epochs, epoch_size=epoch_size, lr=lr,
-                 batch_size=batch_size, crop=crop, fit=fit, balanced=balanced, ema_decay=ema_decay,
-                 loss=loss.value if loss else None, huber_delta=huber_delta, seed=seed, workers=workers,
-                 device=device, precision=precision.value if precision else None,
-                 init=str(init) if init else None)
+    given = dict(arch=arch, data=data and str(data), val=val and str(val), out=out and str(out), epochs=epochs,
+                 epoch_size=epoch_size, lr=lr, batch_size=batch_size, crop=crop, fit=fit, balanced=balanced,
+                 ema_decay=ema_decay, loss=loss and loss.value, huber_delta=huber_delta, seed=seed,
+                 threads=renamed("--workers", "--threads", workers, threads), device=device,
+                 precision=precision and precision.value, init=init and str(init))
     try:
-        if resume:
-            opts = training.options_from_checkpoint(resume, given)
-        else:
-            opts = training.TrainOptions(**{k: v for k, v in given.items() if v is not None})
-            if opts.out == training.TrainOptions.out:
-                opts.out = f"runs/arch{opts.arch}"
-        if opts.data is None:
-            fail("--data is required (or set COLORIZE_DATA): a folder of colour photos", ExitCode.USAGE)
+        opts = training.options_given(given, resume)
         if nproc and not ddp:
             fail("--nproc goes with --ddp", ExitCode.USAGE)
         if ddp:
-            if processes.launched():
-                fail("--ddp: already running under torchrun", ExitCode.USAGE)
-            args = command_line({**given, "resume": resume, "export": export})
-            processes.exec_torchrun(nproc or processes.default_nproc(opts.device), ["train", *args])
-        if opts.workers:
-            import torch
-
-            torch.set_num_threads(opts.workers)
-        training.train(opts, resume=resume, log=lambda m: typer.echo(m, err=True))
-        if export and processes.is_main_process():
-            best = Path(opts.out) / "best.pt"
-            try:
-                entry = training.export_weights(best, export)
-            except OSError as exc:
-                fail(f"{export}: cannot export ({exc.strerror or exc}); {best} and last.pt are kept: export "
-                     f"again with colorize train --resume {Path(opts.out) / 'last.pt'} --export PATH", ExitCode.USAGE)
-            typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
-    except (training.CheckpointError, WeightsError, NoTrainingPhotos) as exc:
-        fail(str(exc), ExitCode.USAGE)
-    except (FileNotFoundError, ValueError) as exc:
+            launch_ddp(opts, {**given, "resume": resume, "export": export}, nproc)
+        entry = training.train_and_export(opts, resume, export, log=lambda m: typer.echo(m, err=True))
+    except (training.CheckpointError, WeightsError, NoTrainingPhotos, FileNotFoundError, ValueError, OSError) as exc:
         fail(str(exc), ExitCode.USAGE)
     except KeyboardInterrupt:
         raise typer.Exit(130)  # as a shell reports Ctrl-C
+    if entry:
+        typer.echo(f"exported {export} (sha256 {entry['sha256'][:12]}..., {entry['bytes']} bytes)", err=True)
+
+
+def launch_ddp(opts, options: dict, nproc: int | None) -> None:
+    """Replace this process with torchrun running `colorize train` with the same options in each process."""
+    from colorize_cli import ddp as processes  # the option --ddp is `ddp` in train()
+
+    if processes.launched():
+        fail("--ddp: already running under torchrun", ExitCode.USAGE)
+    processes.exec_torchrun(nproc or processes.default_nproc(opts.device), ["train", *command_line(options)])
 
 
 def command_line(options: dict) -> list[str]:

@@ -1,7 +1,7 @@
-"""`colorize batch --backend dask`: the per-image work of a local run, in chunks, on the workers of a Dask cluster.
+"""The dask backend (`colorize batch --backend dask`): the per-image work of a local run, in chunks, on the workers of a Dask cluster.
 
 The client plans and skips finished outputs; each chunk of jobs goes to a worker through joblib's dask
-backend. A worker loads the network once and runs `run_batch` on its chunk, so decoding, the atomic writes,
+backend. A worker loads the network once and runs the local backend on its chunk, so decoding, the atomic writes,
 skip-existing and the report rows are exactly those of a local run; the rows come back to the client.
 
 Workers read the inputs and the weights file and write the outputs themselves, by absolute path: on a
@@ -18,11 +18,13 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from colorize_cli.batch import Job, describe, jobs_to_do, run_batch
+from colorize_cli.backends import local
+from colorize_cli.batch import BatchError, BatchSettings, Job, describe, jobs_to_do
 from colorize_cli.decode import DEFAULT_MAX_PIXELS
-from colorize_cli.heap import keep_freed_buffers
-from colorize_cli.predictor import NETWORK_SIDE, Colorizer, pick_device
-from colorize_cli.registry import ARCHS, WeightsError, load_network, models_dir, sha256_of
+from colorize_cli.process import configure_process
+from colorize_cli.files import remove_stale_temps
+from colorize_cli.predictor import NETWORK_SIDE, Colorizer, pick_device, pick_precision
+from colorize_cli.registry import WeightsError, load_network, sha256_of, shipped_weights
 from colorize_cli.report import ColorReport, ReportRow
 
 DASK_EXTRA = 'pip install "colorize[dask]"'
@@ -86,10 +88,6 @@ class NetworkSpec:
                    precision, render_size, strength)
 
 
-def shipped_weights(arch: int) -> Path:
-    return models_dir() / ARCHS[arch].weights_file
-
-
 @lru_cache(maxsize=2)
 def worker_colorizer(spec: NetworkSpec) -> Colorizer:
     """The network of `spec`, loaded once per worker process (and per spec: a long-lived cluster serves many runs)."""
@@ -100,7 +98,7 @@ def worker_colorizer(spec: NetworkSpec) -> Colorizer:
         raise WeightsError(f"{path}: not the weights file the client checked (sha256 differs)")
     device = pick_device(spec.device)
     net, _ = load_network(spec.arch, path, device)
-    keep_freed_buffers()
+    configure_process()
     return Colorizer(net, device, spec.mode, spec.batch_size, precision=spec.precision,
                      render_size=spec.render_size, strength=spec.strength)
 
@@ -114,7 +112,7 @@ def colorize_chunk(jobs: Sequence[Job], spec: NetworkSpec, overwrite: bool = Fal
         error = f"{describe(exc)} (on dask worker {socket.gethostname()})"
         return [ReportRow(str(job.source), str(job.dest), "failed", error=error) for job in jobs]
     report = ColorReport()
-    run_batch(jobs, colorizer, report, overwrite, max_pixels, workers=threads)
+    local.run_jobs(jobs, colorizer, report, overwrite, max_pixels, threads=threads)
     return report.rows
 
 
@@ -148,11 +146,11 @@ def chunked(jobs: Sequence[Job], size: int) -> list[list[Job]]:
     return [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
 
 
-def run_on_dask(jobs: Sequence[Job], spec: NetworkSpec, report: ColorReport, overwrite: bool = False,
+def run_jobs(jobs: Sequence[Job], spec: NetworkSpec, report: ColorReport, overwrite: bool = False,
                 max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
                 threads: int = 1, scheduler: str | None = None, n_workers: int = DEFAULT_DASK_WORKERS,
                 chunk_size: int = DEFAULT_CHUNK_SIZE, quiet: bool = False) -> None:
-    """run_batch on a Dask cluster: finished outputs are skipped here, the rest goes out in chunks of
+    """The local backend on a Dask cluster: finished outputs are skipped here, the rest goes out in chunks of
     `chunk_size`; every job ends as a report row, in chunk order.
 
     If the cluster fails part-way (a worker killed too often, the scheduler lost), the jobs whose chunks did
@@ -197,3 +195,34 @@ def dispatch(client, chunks: list[list[Job]], spec: NetworkSpec, overwrite: bool
         parallel = joblib.Parallel(n_jobs=-1, batch_size=1, return_as="generator")
         yield from parallel(joblib.delayed(colorize_chunk)(chunk, spec, overwrite, max_pixels, threads)
                             for chunk in chunks)
+
+
+def runner(settings: BatchSettings, say: Callable[[str], None]):
+    """(run, network number, where it runs) for `colorize_batch`, the cluster options and the weights checked
+    here first (raises BatchError). The network is loaded here only to check the weights: each worker
+    loads its own and picks its own device."""
+    if settings.scheduler and settings.dask_processes is not None:
+        raise BatchError("--dask-processes sizes the local cluster; a --scheduler cluster has its own workers")
+    try:
+        require_dask()
+        if settings.scheduler:
+            check_scheduler(settings.scheduler)
+        _, arch = load_network(settings.arch, settings.weights, "cpu")
+        if settings.device == "cpu":  # else each worker checks --precision against the device it picks
+            pick_precision(settings.precision, "cpu")
+    except (DaskMissing, ClusterUnavailable, ValueError, WeightsError) as exc:
+        raise BatchError(str(exc)) from None
+    spec = NetworkSpec.of(settings.weights, arch, settings.mode, settings.batch_size, settings.device,
+                          settings.precision, settings.render_size, settings.strength)
+    processes = settings.dask_processes or DEFAULT_DASK_WORKERS
+
+    def run(jobs, report, on_row):
+        try:
+            run_jobs(jobs, spec, report, settings.overwrite, settings.max_pixels, on_row, settings.threads,
+                     settings.scheduler, processes, settings.chunk_size or DEFAULT_CHUNK_SIZE, settings.quiet)
+        except ClusterUnavailable as exc:
+            raise BatchError(str(exc)) from None
+        remove_stale_temps(settings.output)  # a worker killed mid-write leaves its temporary file; dask redid the chunk
+
+    runs_on = f"dask {settings.scheduler}" if settings.scheduler else f"a local dask cluster of {processes} workers"
+    return run, arch, runs_on
