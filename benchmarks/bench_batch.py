@@ -20,7 +20,6 @@ batch's speed against the default's is printed.
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -72,9 +71,9 @@ def colorize_folder(folder: Path, output: Path, colorizer, jobs: int):
         from colorize_cli.batch import colorize_folder as library_version
     except ImportError:
         from colorize_cli.batch import plan_jobs, run_batch
-        from colorize_cli.report import ColorReport
+        from colorize_cli.report import ColourReport  # the baseline's name
 
-        report = ColorReport()
+        report = ColourReport()
         run_batch(plan_jobs([folder], output)[0], colorizer, report, overwrite=True)
         report.write(output, 0.0)
         return report
@@ -88,12 +87,14 @@ def child(args) -> None:
     from colorize_cli.predictor import Colorizer
     from colorize_cli.registry import load_network
 
+    from colorize_cli import heap
+
+    if args.default_heap:  # glibc's own settings: the one thing colorize's set-up would change, switched off
+        heap.keep_freed_buffers = lambda: False
     try:  # colorize_folder sets the process up itself, as the command line does
         from colorize_cli.process import configure_process  # noqa: F401
     except ImportError:  # a checkout from before (the baseline): its command line kept the heap at start
-        from colorize_cli.heap import keep_freed_buffers
-
-        keep_freed_buffers()
+        heap.keep_freed_buffers()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     net, _ = load_network(None, Path(args.weights), args.device)
@@ -125,7 +126,10 @@ def alternate_rounds(colorizer, folder: Path, output: Path, jobs: int, rounds: i
     the batch uses (Colorizer.network_lanes); the ratio is against the faster of the two in each round."""
     import torch
 
-    from colorize_cli.color import l_of_pixels
+    try:
+        from colorize_cli.color import l_of_pixels
+    except ImportError:  # the baseline's spelling
+        from colorize_cli.colour import l_of_pixels
     from colorize_cli.decode import decode
 
     files = sorted(folder.glob("*.jpg"))
@@ -190,10 +194,9 @@ def run_child(scenario: str, input_dir: Path, out: Path, weights: Path, args, mo
     for flag, value in (("--batch-size", args.batch_size), ("--torch-threads", args.torch_threads)):
         if value:
             cmd += [flag, str(value)]
-    env = dict(os.environ)
-    if args.default_heap:  # a malloc setting of the user's own: colorize then leaves the heap as glibc has it
-        env["MALLOC_TRIM_THRESHOLD_"] = str(128 * 1024)  # glibc's default
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if args.default_heap:
+        cmd.append("--default-heap")
+    done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -11,7 +11,6 @@ after one warm-up. With --data it also prints the photos' memory and the peak RS
 """
 
 import argparse
-import os
 import resource
 import statistics
 import time
@@ -24,6 +23,7 @@ from skimage import data
 from skimage.transform import rescale
 
 from colorize_cli.color import scale_ab, scale_l
+from colorize_cli import heap
 from colorize_cli.process import configure_process
 from colorize_cli.predictor import cpu_runs_bfloat16
 from colorize_cli.registry import build_network
@@ -64,8 +64,8 @@ def main():
     parser.add_argument("--archs", default="1,3,6")
     parser.add_argument("--default-heap", action="store_true", help="leave glibc's malloc settings as they are")
     args = parser.parse_args()
-    if args.default_heap:  # a malloc setting of the user's own: colorize leaves the heap as glibc has it
-        os.environ["MALLOC_TRIM_THRESHOLD_"] = str(128 * 1024)  # glibc's default
+    if args.default_heap:  # glibc's own settings: the one thing colorize's set-up would change, switched off
+        heap.keep_freed_buffers = lambda: False
     configure_process()  # what `colorize train` (train_network) runs first
     t0 = time.perf_counter()
     photo_set = load_photos(args.data, log=lambda m: None) if args.data else sample_photos()

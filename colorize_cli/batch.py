@@ -178,7 +178,6 @@ def describe(exc: Exception) -> str:
 
 
 DEFAULT_THREADS = 2
-BACKENDS = ("local", "dask")
 
 
 class BatchError(Exception):
@@ -234,7 +233,7 @@ class BatchOutcome:
 
 
 def check_paths(settings: BatchSettings) -> None:
-    """Refuse an OUTPUT that is a file or one of the input folders (raises BatchError)."""
+    """Refuse a run without inputs, or with an OUTPUT that is a file or one of the input folders (BatchError)."""
     output = Path(settings.output)
     if not settings.inputs:
         raise BatchError("give at least one INPUT and an OUTPUT folder (or --files-from)")
@@ -296,9 +295,12 @@ def colorize_batch(settings: BatchSettings, on_row: Callable[[ReportRow], None] 
     run, arch, runs_on = backend_runner(settings, say)
     output = Path(settings.output)
     report = ColorReport(output)
-    locked = False
     try:
         output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchError(f"OUTPUT {output}: {exc.strerror or exc}") from None
+    locked = False
+    try:
         with folder_lock(output, settings.wait, on_wait=say):
             locked = True
             started = time.perf_counter()

@@ -2,7 +2,6 @@
 
 import functools
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path

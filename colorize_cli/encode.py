@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from colorize_cli.color import bits_of
 from colorize_cli.files import atomic_path
 
 # output suffix -> (Pillow format, keeps alpha, keeps 16 bits)
@@ -56,7 +57,7 @@ def encode(path: Path, pixels: np.ndarray, alpha: np.ndarray | None = None,
     Returns notes on metadata the format cannot hold and so was left out."""
     path = Path(path)
     fmt, keeps_alpha, keeps_16 = FORMATS[path.suffix.lower()]
-    bits = 16 if pixels.dtype == np.uint16 and keeps_16 else 8
+    bits = 16 if bits_of(pixels) == 16 and keeps_16 else 8
     array = to_bits(pixels, bits)
     if alpha is not None and keeps_alpha:
         array = np.concatenate([array, to_bits(alpha, bits)[..., None]], axis=2)

@@ -214,8 +214,8 @@ def load_colorizers(archs: Iterable[int | None], weights: Path | None = None, we
 
 def grey_baseline(photo: Photo) -> np.ndarray:
     """What doing nothing gives: the photo's L with a = b = 0, as float RGB."""
-    no_colour = np.zeros((*photo.l.shape, 2), np.float32)
-    return as_float(Colorizer.postprocess(photo.l, no_colour, bits_of(photo.pixels)))
+    no_color = np.zeros((*photo.l.shape, 2), np.float32)
+    return as_float(Colorizer.postprocess(photo.l, no_color, bits_of(photo.pixels)))
 
 
 def thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:

@@ -3,7 +3,7 @@ line, colorize_batch, colorize_folder, eval, train and each dask worker); callin
 
 - glibc's heap keeps the network's freed buffers (heap.py; measured in benchmarks/README.md).
 - Pillow's own pixel limit is off: decode applies --max-pixels from the header, before any pixel is read.
-- matplotlib draws without a GUI toolkit (MPLBACKEND=Agg unless the user chose one).
+- matplotlib draws without a GUI toolkit (its Agg backend), whatever MPLBACKEND says.
 - Warnings and tifffile's log lines are kept per thread while a file decodes, so each file's notes are
   its own when several threads decode at once (warnings.catch_warnings is process-wide); outside a
   decode they are shown as before.
@@ -22,18 +22,20 @@ from PIL import Image
 from colorize_cli import heap
 
 _configured = False
+_configuring = threading.Lock()
 
 
 def configure_process() -> None:
     """Apply the settings above, once per process."""
     global _configured
-    if _configured:
-        return
-    _configured = True
-    heap.keep_freed_buffers()
-    Image.MAX_IMAGE_PIXELS = None
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    keep_thread_warnings()
+    with _configuring:
+        if _configured:
+            return
+        heap.keep_freed_buffers()
+        Image.MAX_IMAGE_PIXELS = None
+        os.environ["MPLBACKEND"] = "Agg"  # matplotlib is imported later, by plots.py, which only writes files
+        keep_thread_warnings()
+        _configured = True
 
 
 _kept = threading.local()  # .messages: the list warnings of this thread go to, or None

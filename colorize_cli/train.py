@@ -18,7 +18,7 @@ from colorize_cli.files import atomic_path, write_text_atomic
 from colorize_cli.metrics import pixels_mse, psnr_of_mse
 from colorize_cli.predictor import Colorizer, cpu_runs_bfloat16, pick_precision
 from colorize_cli.process import configure_process
-from colorize_cli.registry import build_network, load_network, load_tensors, unreadable_reason, write_weights
+from colorize_cli.registry import DEFAULT_ARCH, build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops
 
 LOSSES = ("mse", "huber")
@@ -26,7 +26,7 @@ LOSSES = ("mse", "huber")
 
 @dataclass
 class TrainOptions:
-    arch: int = 6
+    arch: int = DEFAULT_ARCH
     data: str | None = None
     val: str | None = None
     out: str = "runs/train"
@@ -60,6 +60,10 @@ class CheckpointError(Exception):
     """A checkpoint cannot be read or does not belong to this run."""
 
 
+class ExportError(Exception):
+    """The trained weights cannot be written where --export says; the checkpoints are kept."""
+
+
 def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta):
     """Loss on scaled a, b: the design's MSE, or Huber (squared below the delta, linear above)."""
     if name == "mse":
@@ -72,7 +76,7 @@ def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta):
 def validate(net, photos: list[np.ndarray], criterion, device) -> tuple[float, float]:
     """Validation loss on scaled a, b and mean PSNR, on the path `colorize eval` measures: each photo whole,
     through Colorizer.colorize at its own size."""
-    colorizer = Colorizer(net, device)
+    colorizer = Colorizer(net, device, precision="float32")  # as batch on CPU; best.pt is chosen by it
     losses, psnrs = [], []
     for photo in photos:
         (colorized,) = colorizer.colorize([photo])
@@ -123,6 +127,7 @@ def save_checkpoint(path: Path, net, average, optimizer, at: dict, history: Hist
         "partial_seen": at["seen"],
         "history": asdict(history),
         "best_val_loss": best,
+        "validated_on": "whole photos",  # how best_val_loss was measured (before 0.2: photos fitted to 400x400)
         "arch": opts.arch,
         "options": asdict(opts),
         "version": __version__,
@@ -189,7 +194,8 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = History(**state["history"])
-        start_epoch, start_step, best = state["epoch"], state.get("step", 0), state["best_val_loss"]
+        start_epoch, start_step = state["epoch"], state.get("step", 0)
+        best = state["best_val_loss"] if state.get("validated_on") == "whole photos" else math.inf
         partial = (state.get("partial_loss", 0.0), state.get("partial_seen", 0))
     elif opts.init:
         net.load_state_dict(load_network(opts.arch, Path(opts.init))[0].state_dict())
@@ -296,7 +302,7 @@ def options_given(given: dict, resume: Path | None = None) -> TrainOptions:
 
 def train_and_export(opts: TrainOptions, resume: Path | None = None, export: Path | None = None, log=print) -> dict | None:
     """The whole of `colorize train` in one process: train, then export best.pt's weights to `export` (process
-    0 only); returns the manifest entry written, if any. A failed export raises OSError naming what is kept."""
+    0 only); returns the manifest entry written, if any. A failed export raises ExportError naming what is kept."""
     train_network(opts, resume=resume, log=log)
     if not export or not ddp.is_main_process():
         return None
@@ -304,13 +310,15 @@ def train_and_export(opts: TrainOptions, resume: Path | None = None, export: Pat
     try:
         return export_weights(best, export)
     except OSError as exc:
-        raise OSError(f"{export}: cannot export ({exc.strerror or exc}); {best} and last.pt are kept: export again "
+        raise ExportError(f"{export}: cannot export ({exc.strerror or exc}); {best} and last.pt are kept: export again "
                       f"with colorize train --resume {Path(opts.out) / 'last.pt'} --export PATH") from None
 
 
 def options_from_checkpoint(path: Path, overrides: dict) -> TrainOptions:
     """The options a checkpoint was trained with, updated with those given again on the command line."""
-    saved = read_checkpoint(path)["options"]
+    saved = dict(read_checkpoint(path)["options"])
+    if "workers" in saved:  # a checkpoint from before --threads
+        saved.setdefault("threads", saved.pop("workers"))
     fields = TrainOptions.__dataclass_fields__
     merged = {k: v for k, v in saved.items() if k in fields}
     merged.update({k: v for k, v in overrides.items() if v is not None})

@@ -29,7 +29,7 @@ from colorize_cli.report import ColorReport, ReportRow
 
 DASK_EXTRA = 'pip install "colorize[dask]"'
 DEFAULT_CHUNK_SIZE = 16
-DEFAULT_DASK_WORKERS = 2
+DEFAULT_DASK_PROCESSES = 2
 
 
 class DaskMissing(Exception):
@@ -117,7 +117,7 @@ def colorize_chunk(jobs: Sequence[Job], spec: NetworkSpec, overwrite: bool = Fal
 
 
 @contextmanager
-def dask_client(scheduler: str | None = None, n_workers: int = DEFAULT_DASK_WORKERS, quiet: bool = False):
+def dask_client(scheduler: str | None = None, n_workers: int = DEFAULT_DASK_PROCESSES, quiet: bool = False):
     """A Client of the scheduler at `scheduler`, or of a LocalCluster of `n_workers` single-threaded processes
     started for this run and closed after it."""
     from distributed import Client, LocalCluster
@@ -147,9 +147,9 @@ def chunked(jobs: Sequence[Job], size: int) -> list[list[Job]]:
 
 
 def run_jobs(jobs: Sequence[Job], spec: NetworkSpec, report: ColorReport, overwrite: bool = False,
-                max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
-                threads: int = 1, scheduler: str | None = None, n_workers: int = DEFAULT_DASK_WORKERS,
-                chunk_size: int = DEFAULT_CHUNK_SIZE, quiet: bool = False) -> None:
+             max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
+             threads: int = 1, scheduler: str | None = None, n_workers: int = DEFAULT_DASK_PROCESSES,
+             chunk_size: int = DEFAULT_CHUNK_SIZE, quiet: bool = False) -> None:
     """The local backend on a Dask cluster: finished outputs are skipped here, the rest goes out in chunks of
     `chunk_size`; every job ends as a report row, in chunk order.
 
@@ -214,7 +214,7 @@ def runner(settings: BatchSettings, say: Callable[[str], None]):
         raise BatchError(str(exc)) from None
     spec = NetworkSpec.of(settings.weights, arch, settings.mode, settings.batch_size, settings.device,
                           settings.precision, settings.render_size, settings.strength)
-    processes = settings.dask_processes or DEFAULT_DASK_WORKERS
+    processes = settings.dask_processes or DEFAULT_DASK_PROCESSES
 
     def run(jobs, report, on_row):
         try:

@@ -12,8 +12,8 @@ from colorize_cli.report import ColorReport, ReportRow
 
 
 def run_jobs(jobs: Iterable[Job], colorizer: Colorizer, report: ColorReport, overwrite: bool = False,
-              max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
-              threads: int = 1) -> None:
+             max_pixels: int = DEFAULT_MAX_PIXELS, on_row: Callable[[ReportRow], None] = lambda r: None,
+             threads: int = 1) -> None:
     """Colourise every job, `colorizer.batch_size` images per network call; every job ends as a report row.
 
     Decoding and encoding run in `threads` threads while the network works on the images before them;

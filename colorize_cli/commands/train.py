@@ -24,7 +24,8 @@ class TrainPrecision(str, Enum):
 
 
 def option(help: str, *names: str, **kwargs):
-    """An option whose default is None (not given): a resumed run keeps its checkpoint's value."""
+    """typer.Option with its help first. The options below default to None (not given), so a resumed run
+    keeps its checkpoint's value."""
     return typer.Option(*names, help=help, **kwargs)
 
 
@@ -95,7 +96,8 @@ def train(arch: ArchOption = None, data: DataOption = None, val: ValOption = Non
         if ddp:
             launch_ddp(opts, {**given, "resume": resume, "export": export}, nproc)
         entry = training.train_and_export(opts, resume, export, log=lambda m: typer.echo(m, err=True))
-    except (training.CheckpointError, WeightsError, NoTrainingPhotos, FileNotFoundError, ValueError, OSError) as exc:
+    except (training.CheckpointError, training.ExportError, WeightsError, NoTrainingPhotos, FileNotFoundError,
+            ValueError) as exc:
         fail(str(exc), ExitCode.USAGE)
     except KeyboardInterrupt:
         raise typer.Exit(130)  # as a shell reports Ctrl-C
