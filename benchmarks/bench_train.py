@@ -6,8 +6,7 @@ Without --data it uses scikit-image's bundled colour photos scaled to a short si
 the training set is). The baseline is the plain loop (float32, contiguous tensors, a prepared batch);
 each other row is a ratio to it measured in the same run: channels_last, bfloat16 autocast (only where
 the CPU computes it natively), and the training loop's own batches (random crops of the 8-bit photos
-in memory, LAB conversion) in the fastest configuration, built in turn and built ahead in a helper thread (as `colorize train`
-does). Figures are medians over --steps timed steps
+in memory, LAB conversion) in the fastest configuration. Figures are medians over --steps timed steps
 after one warm-up. With --data it also prints the photos' memory and the peak RSS.
 """
 
@@ -28,7 +27,6 @@ from colorize_cli import heap
 from colorize_cli.process import configure_process
 from colorize_cli.predictor import cpu_runs_bfloat16
 from colorize_cli.registry import build_network
-from colorize_cli.train import TrainOptions, step_batches
 from colorize_cli.training_data import PhotoSet, load_photos, random_crops
 
 
@@ -81,20 +79,16 @@ def main():
         idx = rng.integers(0, len(photo_set), b)
         return torch.from_numpy(random_crops([photo_set.photos[i] for i in idx], args.crop, rng))
 
-    opts = TrainOptions(crop=args.crop, balanced=False)  # the loop's own batches, built ahead in its thread
-    prefetched = (lab for _, _, lab in step_batches(photo_set, opts, 0, range(10**9), b))
-
     fixed = loaded_batch().contiguous()
     bf16 = cpu_runs_bfloat16()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, crop {args.crop}, batch {b}, "
           f"heap {'glibc default' if args.default_heap else 'kept'}, native bfloat16: {'yes' if bf16 else 'no'}")
-    configs = [("float32, contiguous (baseline)", torch.float32, torch.contiguous_format, None),
-               ("float32, channels_last", torch.float32, torch.channels_last, None)]
+    configs = [("float32, contiguous (baseline)", torch.float32, torch.contiguous_format, False),
+               ("float32, channels_last", torch.float32, torch.channels_last, False)]
     if bf16:
-        configs.append(("bfloat16, channels_last", torch.bfloat16, torch.channels_last, None))
+        configs.append(("bfloat16, channels_last", torch.bfloat16, torch.channels_last, False))
     fastest = configs[-1]
-    configs.append((f"{fastest[0]}, with loading", fastest[1], fastest[2], loaded_batch))
-    configs.append((f"{fastest[0]}, with loading built ahead", fastest[1], fastest[2], lambda: next(prefetched)))
+    configs.append((f"{fastest[0]}, with loading", fastest[1], fastest[2], True))
     for arch in (int(a) for a in args.archs.split(",")):
         print(f"network {arch}:  image-steps/s   ratio to baseline")
         baseline = None
@@ -102,10 +96,10 @@ def main():
             torch.manual_seed(0)
             net = build_network(arch).train().to(memory_format=memory_format)
             optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-            rate = b / time_steps(net, optimizer, loading or (lambda: fixed), args.steps,
+            rate = b / time_steps(net, optimizer, loaded_batch if loading else (lambda: fixed), args.steps,
                                   dtype, memory_format)
             baseline = baseline or rate
-            print(f"  {name:<52} {rate:>8.1f} {rate / baseline:>8.2f}")
+            print(f"  {name:<42} {rate:>8.1f} {rate / baseline:>8.2f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 

@@ -5,7 +5,6 @@ import json
 import math
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -180,24 +179,6 @@ def training_batch(photo_set, indices, opts: TrainOptions, rng: np.random.Genera
     return torch.from_numpy(lab)
 
 
-def step_batches(photo_set, opts: TrainOptions, epoch: int, steps: range, batch: int, rank: int | None = None):
-    """(step, photo indices, LAB batch) for each of `steps`, each batch built in a helper thread while the
-    step before it trains. Every step draws from its own seeded generator, so the batches are the same
-    however they are built, and a resume mid-epoch is exact."""
-    def build(s: int):
-        rng = np.random.default_rng([opts.seed, epoch, s] if rank is None else [opts.seed, epoch, s, rank])
-        idx = draw(photo_set, batch, opts.balanced, rng)
-        return idx, training_batch(photo_set, idx, opts, rng)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="colorize-batches") as pool:
-        upcoming = pool.submit(build, steps[0]) if steps else None
-        for s in steps:
-            idx, lab = upcoming.result()
-            if s + 1 < steps.stop:
-                upcoming = pool.submit(build, s + 1)
-            yield s, idx, lab
-
-
 def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progress) -> History:
     from colorize_cli.plots import plot_losses
 
@@ -252,9 +233,11 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
             t0 = time.perf_counter()
             first = step_state["step"] if epoch == start_epoch else 0
             total, seen = (step_state["total"], step_state["seen"]) if first else (0.0, 0)
-            rank = world.rank if world.size > 1 else None
-            for s, idx, lab in step_batches(photo_set, opts, epoch, range(first, steps_per_epoch), batch, rank):
-                lab = lab.to(device, memory_format=memory_format)
+            for s in range(first, steps_per_epoch):
+                key = [opts.seed, epoch, s] if world.size == 1 else [opts.seed, epoch, s, world.rank]
+                rng = np.random.default_rng(key)  # per step, so a resume mid-epoch is exact
+                idx = draw(photo_set, batch, opts.balanced, rng)
+                lab = training_batch(photo_set, idx, opts, rng).to(device, memory_format=memory_format)
                 step = epoch * steps_per_epoch + s
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(opts, step, steps_per_epoch)
