@@ -19,7 +19,7 @@ from colorize_cli.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, d
 from colorize_cli.encode import encode, output_bits, output_suffix
 from colorize_cli.files import walk_images
 from colorize_cli.gallery import thumbnail_paths, write_thumbnail
-from colorize_cli.errors import ExitCode
+from colorize_cli.errors import CommandError, ExitCode
 from colorize_cli.predictor import NETWORK_SIDE, Colorizer, check_render_settings, pick_device
 from colorize_cli.process import configure_process
 from colorize_cli.metrics import pixels_mse, psnr_of_mse
@@ -180,12 +180,8 @@ def describe(exc: Exception) -> str:
 DEFAULT_THREADS = 2
 
 
-class BatchError(Exception):
-    """The run cannot start or cannot finish its report; `code` is the exit code the command gives."""
-
-    def __init__(self, message: str, code: int = ExitCode.USAGE):
-        super().__init__(message)
-        self.code = code
+class BatchError(CommandError):
+    """The run cannot start or cannot finish its report."""
 
 
 @dataclass

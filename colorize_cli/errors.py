@@ -13,3 +13,11 @@ class ExitCode(IntEnum):
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's message, first line only, at most `limit` characters; its type if it has no message."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+class CommandError(Exception):
+    """A command cannot start or cannot finish; `code` is the exit code it gives."""
+
+    def __init__(self, message: str, code: int = ExitCode.USAGE):
+        super().__init__(message)
+        self.code = code

@@ -16,7 +16,7 @@ from skimage.transform import resize
 from colorize_cli import metrics
 from colorize_cli.color import as_float, bits_of, has_color
 from colorize_cli.decode import DecodeError, decode
-from colorize_cli.errors import ExitCode, first_line
+from colorize_cli.errors import CommandError, ExitCode, first_line
 from colorize_cli.files import walk_images, write_csv_atomic, write_text_atomic
 from colorize_cli.plots import plot_comparison_grid
 from colorize_cli.predictor import NETWORK_SIDE, Colorizer, check_render_settings, pick_device
@@ -37,12 +37,8 @@ class EvalDataError(Exception):
     """The folder of photos to evaluate on is missing or holds no image files."""
 
 
-class EvalError(Exception):
-    """The evaluation cannot start or stopped; `code` is the exit code the command gives."""
-
-    def __init__(self, message: str, code: int = ExitCode.USAGE):
-        super().__init__(message)
-        self.code = code
+class EvalError(CommandError):
+    """The evaluation cannot start or stopped."""
 
 
 @dataclass
