@@ -115,6 +115,29 @@ class WeightAverage:
             mine.copy_(theirs)
 
 
+CALIBRATION_BATCHES = 50  # training batches whose BatchNorm statistics the validated network uses
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: torch.nn.Module, batches) -> None:
+    """Set every BatchNorm's running statistics to the plain mean over `batches` (N1HW scaled L), for these weights.
+
+    The copied statistics belong to the raw weights and to the last few batches only; with them the
+    network's overall colour shifts from epoch to epoch.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta, was_training = [m.momentum for m in norms], net.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    for l in batches:
+        net(l)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    net.train(was_training)
+
+
 def save_checkpoint(path: Path, net, average, optimizer, at: dict, history: History, best: float, opts) -> None:
     """A plain dict with everything needed to rebuild and resume: `at` is the epoch and step reached."""
     blob = {
@@ -256,6 +279,11 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
                 if progress:
                     progress(epoch, s + 1, steps_per_epoch)
             validated = average.net if average else net
+            calibration_rng = np.random.default_rng([opts.seed, epoch, 0, 1])  # the same in every process
+            recalibrate_batchnorm(validated, (
+                scale_l(training_batch(photo_set, draw(photo_set, batch, opts.balanced, calibration_rng), opts,
+                                       calibration_rng)[:, :1]).to(device, memory_format=memory_format)
+                for _ in range(CALIBRATION_BATCHES)))
             val_loss, val_psnr = world.from_main(lambda: validate(validated, val_photos, criterion, device))
             if average:
                 average.net.eval()

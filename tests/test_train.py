@@ -211,3 +211,28 @@ def test_the_moving_average_resumes_exactly(tmp_path, tiny_photos):
 def test_whole_photo_fitting_trains_on_the_design_input(tmp_path, tiny_photos):
     history = train_network(options(tmp_path, tiny_photos, epochs=2, crop=48, fit=True), log=lambda m: None)
     assert len(history.train_loss) == 2 and all(np.isfinite(history.train_loss))
+
+
+def test_batchnorm_recalibration_uses_the_plain_statistics_of_all_batches():
+    from colorize_cli.train import recalibrate_batchnorm
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3)).eval()
+    batches = [torch.randn(4, 1, 8, 8) * (i + 1) + i for i in range(5)]
+    recalibrate_batchnorm(net, batches)
+    with torch.no_grad():
+        features = [net[0](b) for b in batches]
+    norm = net[1]
+    assert torch.allclose(norm.running_mean, torch.cat(features).mean((0, 2, 3)), atol=1e-5)  # equal batches
+    batch_vars = torch.stack([f.var((0, 2, 3), unbiased=True) for f in features])
+    assert torch.allclose(norm.running_var, batch_vars.mean(0), rtol=1e-4)
+    assert norm.momentum == 0.1 and not net.training  # put back as it was
+
+
+def test_the_exported_average_carries_statistics_of_its_own(tmp_path, tiny_photos):
+    from colorize_cli.train import CALIBRATION_BATCHES
+
+    train_network(options(tmp_path, tiny_photos, epochs=2, ema_decay=0.9), log=lambda m: None)
+    state = read_checkpoint(tmp_path / "run" / "last.pt")
+    tracked = [v for k, v in state["average"].items() if k.endswith("num_batches_tracked")]
+    assert tracked and all(int(v) == CALIBRATION_BATCHES for v in tracked)  # not the raw network's copied ones
+    assert all(int(v) == 2 * 2 for k, v in state["model"].items() if k.endswith("num_batches_tracked"))
