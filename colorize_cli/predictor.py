@@ -2,6 +2,7 @@
 (resize or tiles) -> a, b at full size -> integer RGB. batch, its Dask workers, eval and training's validation
 all go through `Colorizer`."""
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from torch import nn
 from colorize_cli.color import bits_of, l_of_pixels, pixels_of_lab, scale_l, unscale_ab
 
 NETWORK_SIDE = 400  # the design's input side: the default render size
+NETWORK_STRIDE = 16  # the U-Nets halve the plane four times, so the sides they see divide by 16
 RENDER_SIZES = range(64, 1025, 16)  # what --render-size accepts: the networks halve a side up to four times
 MAX_STRENGTH = 2.0
 MODES = ("resize", "tile")
@@ -94,6 +96,18 @@ def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
     shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def fitted_size(shape: tuple[int, int], render_size: int) -> tuple[int, int]:
+    """The plane resize mode gives the network: about render_size x render_size pixels at the image's own aspect.
+
+    Squeezing every image into a square (the design's fit) distorts shapes that the network was trained
+    on undistorted; the same pixel count keeps its speed and memory."""
+    h, w = shape
+    scale = render_size / math.sqrt(h * w)
+    short = max(NETWORK_STRIDE, round(min(h, w) * scale / NETWORK_STRIDE) * NETWORK_STRIDE)
+    long = max(NETWORK_STRIDE, round(render_size * render_size / short / NETWORK_STRIDE) * NETWORK_STRIDE)
+    return (short, long) if h <= w else (long, short)
 
 
 def _bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,11 +270,17 @@ class Colorizer:
         return [self._predict_tiled(l) for l in ls]
 
     def _predict_resized(self, ls, banded: bool):
-        side = (self.render_size, self.render_size)
-        fitted = torch.cat([resize_plane(torch.from_numpy(np.ascontiguousarray(l))[None, None], side) for l in ls])
-        ab_small = self.run_network(fitted)
-        return [UpsampledAB(ab, l.shape) if banded and min(l.shape) >= self.render_size else
-                resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy() for ab, l in zip(ab_small, ls)]
+        sizes = [fitted_size(l.shape, self.render_size) for l in ls]
+        ab_small = [None] * len(ls)
+        for size in dict.fromkeys(sizes):  # images fitted to the same size share network calls
+            group = [i for i, s in enumerate(sizes) if s == size]
+            fitted = torch.cat([resize_plane(torch.from_numpy(np.ascontiguousarray(ls[i]))[None, None], size)
+                                for i in group])
+            for i, ab in zip(group, self.run_network(fitted)):
+                ab_small[i] = ab
+        return [UpsampledAB(ab, l.shape) if banded and l.shape[0] >= size[0] and l.shape[1] >= size[1] else
+                resize_plane(ab[None], l.shape)[0].permute(1, 2, 0).numpy()
+                for ab, l, size in zip(ab_small, ls, sizes)]
 
     def _predict_tiled(self, l: np.ndarray) -> np.ndarray:
         """Blend overlapping tiles of the render size; the only full-size buffer is the HxWx2 result itself."""

@@ -115,6 +115,9 @@ class WeightAverage:
             mine.copy_(theirs)
 
 
+# how best_val_loss is measured; a resumed run measured otherwise starts its best afresh (before: "whole photos",
+# squeezed to 400x400 with the raw weights' BatchNorm statistics)
+VALIDATED_ON = "whole photos at their own aspect, BatchNorm recalibrated"
 CALIBRATION_BATCHES = 50  # training batches whose BatchNorm statistics the validated network uses
 
 
@@ -150,7 +153,7 @@ def save_checkpoint(path: Path, net, average, optimizer, at: dict, history: Hist
         "partial_seen": at["seen"],
         "history": asdict(history),
         "best_val_loss": best,
-        "validated_on": "whole photos",  # how best_val_loss was measured (before 0.2: photos fitted to 400x400)
+        "validated_on": VALIDATED_ON,
         "arch": opts.arch,
         "options": asdict(opts),
         "version": __version__,
@@ -218,7 +221,7 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
         optimizer.load_state_dict(state["optimizer"])
         history = History(**state["history"])
         start_epoch, start_step = state["epoch"], state.get("step", 0)
-        best = state["best_val_loss"] if state.get("validated_on") == "whole photos" else math.inf
+        best = state["best_val_loss"] if state.get("validated_on") == VALIDATED_ON else math.inf
         partial = (state.get("partial_loss", 0.0), state.get("partial_seen", 0))
     elif opts.init:
         net.load_state_dict(load_network(opts.arch, Path(opts.init))[0].state_dict())

@@ -25,6 +25,37 @@ def smooth_l(h, w):
     return (50 + 30 * np.sin(x / 90) * np.cos(y / 70)).astype(np.float32)
 
 
+@pytest.mark.parametrize("shape", [(321, 481), (481, 321), (400, 400), (3000, 4000), (64, 64), (300, 500), (3, 500)])
+def test_resize_mode_keeps_the_aspect_at_the_render_size_in_pixels(shape):
+    from colorize_cli.predictor import fitted_size
+
+    h, w = fitted_size(shape, 400)
+    assert h % 16 == 0 and w % 16 == 0
+    assert abs(h * w - 400 * 400) <= 16 * max(h, w)  # within one stride of the pixel count
+    if min(shape) >= 16:
+        assert abs(h / w - shape[0] / shape[1]) < 16 / min(h, w) * (h / w)  # the aspect, within one stride
+    assert fitted_size((321, 481), 400) == (320, 496)  # a Berkeley photo: close to its own size, not squeezed
+
+
+def test_images_of_different_shapes_in_one_call_get_their_own_fits(colorizer_factory):
+    class SeenSizes(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net, self.sizes = net, []
+
+        def forward(self, x):
+            self.sizes.append(tuple(x.shape))
+            return self.net(x)
+
+    colorizer = colorizer_factory("resize")
+    colorizer.net = SeenSizes(colorizer.net)
+    ls = [smooth_l(321, 481), smooth_l(480, 320), smooth_l(322, 480)]
+    together = colorizer.predict_ab(ls)
+    assert sorted(colorizer.net.sizes) == [(1, 1, 496, 320), (2, 1, 320, 496)]  # the two landscapes share a call
+    for l, ab in zip(ls, together):
+        np.testing.assert_allclose(ab, colorizer.predict_ab([l])[0], atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["resize", "tile"])
 def test_ab_comes_back_at_each_input_size(colorizer_factory, mode):
     ls = [smooth_l(37, 53), smooth_l(450, 420), smooth_l(1, 1)]
@@ -179,7 +210,7 @@ def test_banded_a_b_are_the_whole_upsampled_plane_read_in_bands(shape):
 def test_batch_gets_banded_a_b_only_where_it_upsamples(colorizer_factory):
     from colorize_cli.predictor import UpsampledAB
 
-    big, small = smooth_l(500, 700), smooth_l(300, 700)
+    big, small = smooth_l(500, 700), smooth_l(200, 700)  # small: fewer pixels than the network's 400x400
     banded = colorizer_factory("resize").predict_ab([big, small], banded=True)
     assert isinstance(banded[0], UpsampledAB) and isinstance(banded[1], np.ndarray)
     plain = colorizer_factory("resize").predict_ab([big])[0]
