@@ -99,7 +99,8 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
 
 
 class WeightAverage:
-    """Exponential moving average of a network's weights (BatchNorm statistics copied): what gets exported."""
+    """Exponential moving average of a network's weights: what gets exported (BatchNorm statistics copied until
+    recalibrate_batchnorm gives it its own)."""
 
     def __init__(self, net: torch.nn.Module, decay: float):
         self.decay = decay
@@ -205,6 +206,14 @@ def training_batch(photo_set, indices, opts: TrainOptions, rng: np.random.Genera
     return torch.from_numpy(lab)
 
 
+def calibration_batches(photo_set, opts: TrainOptions, epoch: int, batch: int, device, memory_format):
+    """The scaled L of CALIBRATION_BATCHES training batches, drawn alike in every process."""
+    rng = np.random.default_rng([opts.seed, epoch, 0, 1])
+    for _ in range(CALIBRATION_BATCHES):
+        lab = training_batch(photo_set, draw(photo_set, batch, opts.balanced, rng), opts, rng)
+        yield scale_l(lab[:, :1]).to(device, memory_format=memory_format)
+
+
 def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progress) -> History:
     from colorize_cli.plots import plot_losses
 
@@ -282,11 +291,7 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
                 if progress:
                     progress(epoch, s + 1, steps_per_epoch)
             validated = average.net if average else net
-            calibration_rng = np.random.default_rng([opts.seed, epoch, 0, 1])  # the same in every process
-            recalibrate_batchnorm(validated, (
-                scale_l(training_batch(photo_set, draw(photo_set, batch, opts.balanced, calibration_rng), opts,
-                                       calibration_rng)[:, :1]).to(device, memory_format=memory_format)
-                for _ in range(CALIBRATION_BATCHES)))
+            recalibrate_batchnorm(validated, calibration_batches(photo_set, opts, epoch, batch, device, memory_format))
             val_loss, val_psnr = world.from_main(lambda: validate(validated, val_photos, criterion, device))
             if average:
                 average.net.eval()

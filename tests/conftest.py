@@ -39,3 +39,15 @@ def photo_dir(tmp_path) -> Path:
     grey = (resize(data.camera(), (36, 52)) * 255).astype(np.uint8)
     iio.imwrite(root / "camera.png", grey)
     return root
+
+
+class SeenShapes(torch.nn.Module):
+    """Wraps a network and records the shape of every input it gets."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.shapes = net, []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.net(x)

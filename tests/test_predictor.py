@@ -10,6 +10,7 @@ from colorize_cli.color import l_of_pixels, scale_l, unscale_ab
 from colorize_cli.predictor import (Colorizer, blend_window, cpu_runs_bfloat16, default_batch_size, pick_device,
                                    pick_precision, tile_starts, torch_threads)
 from colorize_cli.registry import load_network
+from tests.conftest import SeenShapes
 
 
 @pytest.fixture
@@ -38,20 +39,11 @@ def test_resize_mode_keeps_the_aspect_at_the_render_size_in_pixels(shape):
 
 
 def test_images_of_different_shapes_in_one_call_get_their_own_fits(colorizer_factory):
-    class SeenSizes(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net, self.sizes = net, []
-
-        def forward(self, x):
-            self.sizes.append(tuple(x.shape))
-            return self.net(x)
-
     colorizer = colorizer_factory("resize")
-    colorizer.net = SeenSizes(colorizer.net)
+    colorizer.net = SeenShapes(colorizer.net)
     ls = [smooth_l(321, 481), smooth_l(480, 320), smooth_l(322, 480)]
     together = colorizer.predict_ab(ls)
-    assert sorted(colorizer.net.sizes) == [(1, 1, 496, 320), (2, 1, 320, 496)]  # the two landscapes share a call
+    assert sorted(colorizer.net.shapes) == [(1, 1, 496, 320), (2, 1, 320, 496)]  # the two landscapes share a call
     for l, ab in zip(ls, together):
         np.testing.assert_allclose(ab, colorizer.predict_ab([l])[0], atol=1e-4)
 

@@ -11,27 +11,16 @@ from typer.testing import CliRunner
 from colorize_cli.cli import app
 from colorize_cli.predictor import Colorizer
 from colorize_cli.registry import load_network
+from tests.conftest import SeenShapes
 from tests.test_batch_runs import batch, json_lines, photo
-
-
-class SeenSizes(torch.nn.Module):
-    """Wraps a network and records the side of every input it gets."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net, self.sizes = net, []
-
-    def forward(self, x):
-        self.sizes.append(tuple(x.shape[-2:]))
-        return self.net(x)
 
 
 @pytest.mark.parametrize("mode, size, expected", [("resize", 256, {(192, 336)}), ("resize", 64, {(48, 80)}),
                                                   ("tile", 128, {(128, 128)})])
 def test_the_network_sees_the_render_size(weights_dir, mode, size, expected):
-    net = SeenSizes(load_network(1, weights_dir / "arch1.pt")[0])
+    net = SeenShapes(load_network(1, weights_dir / "arch1.pt")[0])
     ab = Colorizer(net, mode=mode, render_size=size).predict_ab([np.full((300, 500), 50, np.float32)])[0]
-    assert set(net.sizes) == expected and ab.shape == (300, 500, 2)
+    assert {shape[-2:] for shape in net.shapes} == expected and ab.shape == (300, 500, 2)
 
 
 def test_strength_scales_a_b_and_zero_gives_grey(weights_dir):
