@@ -241,7 +241,7 @@ def measure(colorizers: dict[int, Colorizer], photos: Iterable[Photo], skipped: 
 
 
 def _evaluate_chunk(colorizers, photos: list[Photo], result: Evaluation, grid_images: int, on_image) -> None:
-    predictions = {n: c.colorize([p.pixels for p in photos]) for n, c in colorizers.items()}
+    predictions = {n: c.colorize([p.pixels for p in photos], [p.l for p in photos]) for n, c in colorizers.items()}
     for i, photo in enumerate(photos):
         truth = photo.rgb
         grey = grey_baseline(photo)

@@ -231,9 +231,11 @@ class Colorizer:
         lanes = max(1, min(workers, threads))
         return lanes, max(1, threads // lanes)
 
-    def colorize(self, images: Sequence[np.ndarray]) -> list[ColorizedImage]:
-        """Integer pixels (grey HxW or RGB HxWx3, uint8 or uint16) -> colourised RGB of the same size and depth."""
-        ls = [self.preprocess(pixels) for pixels in images]
+    def colorize(self, images: Sequence[np.ndarray], ls: Sequence[np.ndarray] | None = None) -> list[ColorizedImage]:
+        """Integer pixels (grey HxW or RGB HxWx3, uint8 or uint16) -> colourised RGB of the same size and depth.
+
+        ls: each image's preprocess(pixels), where the caller already has it (eval keeps it per photo)."""
+        ls = [self.preprocess(pixels) for pixels in images] if ls is None else ls
         return [ColorizedImage(l, ab, self.postprocess(l, ab, bits_of(pixels)))
                 for pixels, l, ab in zip(images, ls, self.predict_ab(ls))]
 

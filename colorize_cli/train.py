@@ -99,8 +99,8 @@ def learning_rate(opts: TrainOptions, step: int, steps_per_epoch: int) -> float:
 
 
 class WeightAverage:
-    """Exponential moving average of a network's weights: what gets exported (BatchNorm statistics copied until
-    recalibrate_batchnorm gives it its own)."""
+    """Exponential moving average of a network's weights: what gets exported (its BatchNorm statistics are set by
+    recalibrate_batchnorm for these weights, never copied from the raw network's last batches)."""
 
     def __init__(self, net: torch.nn.Module, decay: float):
         self.decay = decay
@@ -112,8 +112,6 @@ class WeightAverage:
     def update(self, net: torch.nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))  # short memory at first, while the weights move most
         torch._foreach_lerp_(list(self.net.parameters()), list(net.parameters()), 1 - decay)
-        for mine, theirs in zip(self.net.buffers(), net.buffers()):
-            mine.copy_(theirs)
 
 
 # how best_val_loss is measured; a resumed run measured otherwise starts its best afresh (before: "whole photos",

@@ -48,6 +48,16 @@ def test_images_of_different_shapes_in_one_call_get_their_own_fits(colorizer_fac
         np.testing.assert_allclose(ab, colorizer.predict_ab([l])[0], atol=1e-4)
 
 
+def test_colorize_takes_the_callers_l_instead_of_computing_it_again(colorizer_factory):
+    colorizer = colorizer_factory("resize")
+    pixels = data.astronaut()[::4, ::4]
+    (own,) = colorizer.colorize([pixels])
+    (given,) = colorizer.colorize([pixels], [own.l])
+    np.testing.assert_array_equal(given.pixels, own.pixels)
+    (darker,) = colorizer.colorize([pixels], [own.l * 0.5])  # the caller's L is the one used
+    assert darker.pixels.mean() < own.pixels.mean() - 20
+
+
 @pytest.mark.parametrize("mode", ["resize", "tile"])
 def test_ab_comes_back_at_each_input_size(colorizer_factory, mode):
     ls = [smooth_l(37, 53), smooth_l(450, 420), smooth_l(1, 1)]

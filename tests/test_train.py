@@ -236,3 +236,18 @@ def test_the_exported_average_carries_statistics_of_its_own(tmp_path, tiny_photo
     tracked = [v for k, v in state["average"].items() if k.endswith("num_batches_tracked")]
     assert tracked and all(int(v) == CALIBRATION_BATCHES for v in tracked)  # not the raw network's copied ones
     assert all(int(v) == 2 * 2 for k, v in state["model"].items() if k.endswith("num_batches_tracked"))
+
+
+def test_a_run_stopped_mid_epoch_keeps_the_averages_own_statistics(tmp_path, tiny_photos):
+    from colorize_cli.train import CALIBRATION_BATCHES
+
+    def interrupt(epoch, step, steps):
+        if (epoch, step) == (1, 1):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_network(options(tmp_path, tiny_photos, epochs=2, ema_decay=0.9), log=lambda m: None, progress=interrupt)
+    state = read_checkpoint(tmp_path / "run" / "last.pt")
+    tracked = [int(v) for k, v in state["average"].items() if k.endswith("num_batches_tracked")]
+    assert tracked and set(tracked) == {CALIBRATION_BATCHES}  # epoch 1's calibration, not the raw network's 3 steps
+    assert all(int(v) == 3 for k, v in state["model"].items() if k.endswith("num_batches_tracked"))
