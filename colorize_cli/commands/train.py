@@ -53,7 +53,9 @@ LossOption = Annotated[Optional[Loss], option("huber (default: squared below --h
                                               "(the design's).")]
 DeltaOption = Annotated[Optional[float], option("For --loss huber: errors of scaled a,b (a,b/110) above this count "
                                                 "linearly, below it squared (default 0.2).", min=0.001)]
-SeedOption = Annotated[Optional[int], option("Random seed.")]
+SeedOption = Annotated[Optional[int], option("Random seed (default 0); each epoch's crops follow from it and the "
+                                               "epoch, so an --init run from weights trained with the same "
+                                               "seed sees their crops again: give it another.")]
 ThreadsOption = Annotated[Optional[int], option("Torch threads for training (0: torch's default).", min=0)]
 WorkersOption = Annotated[Optional[int], option("", "--workers", min=0, hidden=True)]  # before --threads
 DeviceOption = Annotated[Optional[str], option("auto, cpu, cuda or mps.")]
