@@ -36,6 +36,7 @@ class TrainOptions:
     batch_size: int = 32
     crop: int = 128
     fit: bool = False  # whole photos resized to crop x crop (the design's input) instead of random crops
+    render_size: int = 0  # crops cut from each photo resized as resize mode does (about NxN pixels); 0: as stored
     balanced: bool = True  # each source folder drawn equally often
     ema_decay: float = 0.999  # moving average of the weights, validated and exported; 0: the raw weights
     seed: int = 0
@@ -200,7 +201,7 @@ def training_precision(name: str, device: torch.device) -> torch.dtype:
 def training_batch(photo_set, indices, opts: TrainOptions, rng: np.random.Generator) -> torch.Tensor:
     """The LAB batch of one step (NCHW, channels-last in memory): random crops, or whole photos fitted."""
     photos = [photo_set.photos[i] for i in indices]
-    lab = fitted_photos(photos, opts.crop, rng) if opts.fit else random_crops(photos, opts.crop, rng)
+    lab = fitted_photos(photos, opts.crop, rng) if opts.fit else random_crops(photos, opts.crop, rng, opts.render_size)
     return torch.from_numpy(lab)
 
 

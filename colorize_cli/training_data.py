@@ -10,6 +10,7 @@ from colorize_cli.decode import decode
 from colorize_cli.encode import to_bits
 from colorize_cli.errors import first_line
 from colorize_cli.files import walk_images
+from colorize_cli.predictor import fitted_size
 
 
 class NoTrainingPhotos(Exception):
@@ -76,10 +77,21 @@ def draw(photo_set: PhotoSet, count: int, balanced: bool, rng: np.random.Generat
     return np.array([members[f][rng.integers(0, len(members[f]))] for f in folders])
 
 
-def random_crops(photos: list[np.ndarray], crop: int, rng: np.random.Generator) -> np.ndarray:
-    """One random crop (and coin-flip mirror) of side `crop` per photo -> Nx3xCxC float32 LAB."""
+def at_render_size(rgb: np.ndarray, render_size: int) -> np.ndarray:
+    """The photo at the size resize mode gives the network (about render_size x render_size, its own aspect)."""
+    from PIL import Image
+
+    h, w = fitted_size(rgb.shape[:2], render_size)
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+
+
+def random_crops(photos: list[np.ndarray], crop: int, rng: np.random.Generator, render_size: int = 0) -> np.ndarray:
+    """One random crop (and coin-flip mirror) of side `crop` per photo -> Nx3xCxC float32 LAB; with a render_size,
+    cut from the photo at the scale `colorize batch` shows it to the network, so objects have the size met in use."""
     out = np.empty((len(photos), crop, crop, 3), np.uint8)
     for i, rgb in enumerate(photos):
+        if render_size:
+            rgb = at_render_size(rgb, render_size)
         h, w = rgb.shape[:2]
         if h < crop or w < crop:
             rgb = np.pad(rgb, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="reflect")

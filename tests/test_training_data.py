@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from colorize_cli.cli import app
 from colorize_cli.color import lab_of_pixels
-from colorize_cli.training_data import NoTrainingPhotos, draw, fitted_photos, load_photos, random_crops
+from colorize_cli.predictor import fitted_size
+from colorize_cli.training_data import NoTrainingPhotos, at_render_size, draw, fitted_photos, load_photos, random_crops
 from tests.conftest import small_photo
 
 
@@ -64,6 +65,16 @@ def test_crops_are_lab_of_the_pixels_and_mirrored_at_random():
         else:
             pytest.fail("a crop is not a window of the photo's LAB")
     assert 3 <= mirrored <= 17
+
+
+def test_render_size_crops_come_from_the_photo_at_the_scale_batch_shows_it():
+    ramp = np.repeat(np.linspace(0, 255, 48).astype(np.uint8)[None, :, None], 36, axis=0).repeat(3, axis=2)
+    assert at_render_size(ramp, 160).shape[:2] == fitted_size((36, 48), 160) == (144, 176)
+    rng = np.random.default_rng(4)
+    as_stored = random_crops([ramp] * 8, 32, rng)[:, 0]
+    scaled = random_crops([ramp] * 8, 32, rng, render_size=160)[:, 0]
+    # a 32 px crop spans two thirds of the stored ramp, but under a quarter of it once scaled up as batch would
+    assert np.ptp(as_stored, axis=(1, 2)).min() > 40 and np.ptp(scaled, axis=(1, 2)).max() < 25
 
 
 def test_lab_of_pixels_matches_scikit_image():

@@ -45,6 +45,9 @@ EpochSizeOption = Annotated[Optional[int], option("Crops drawn per epoch (defaul
                                                   min=1)]
 FitOption = Annotated[Optional[bool], option("Train on whole photos resized to --crop x --crop (the design's recipe) "
                                              "instead of random crops.", "--fit/--no-fit")]
+RenderSizeOption = Annotated[Optional[int], option("Cut the crops from each photo resized to about N x N pixels at its "
+                                                  "aspect, as batch's --render-size shows photos to the network (0, "
+                                                  "default: from the photo as stored).", min=0)]
 BalancedOption = Annotated[Optional[bool], option("Draw each folder directly under --data equally often (default), or "
                                                   "each photo equally often.", "--balanced/--no-balanced")]
 EmaOption = Annotated[Optional[float], option("Decay of the moving average of the weights that is validated and "
@@ -76,7 +79,8 @@ NprocOption = Annotated[Optional[int], option("With --ddp: processes (default: o
 
 def train(arch: ArchOption = None, data: DataOption = None, val: ValOption = None, out: OutOption = None,
           epochs: EpochsOption = None, lr: LrOption = None, batch_size: BatchOption = None, crop: CropOption = None,
-          epoch_size: EpochSizeOption = None, fit: FitOption = None, balanced: BalancedOption = None,
+          epoch_size: EpochSizeOption = None, fit: FitOption = None, render_size: RenderSizeOption = None,
+          balanced: BalancedOption = None,
           ema_decay: EmaOption = None, loss: LossOption = None, huber_delta: DeltaOption = None,
           seed: SeedOption = None, threads: ThreadsOption = None, device: DeviceOption = None,
           precision: PrecisionOption = None, resume: ResumeOption = None, init: InitOption = None,
@@ -87,7 +91,8 @@ def train(arch: ArchOption = None, data: DataOption = None, val: ValOption = Non
     from colorize_cli.training_data import NoTrainingPhotos
 
     given = dict(arch=arch, data=data and str(data), val=val and str(val), out=out and str(out), epochs=epochs,
-                 epoch_size=epoch_size, lr=lr, batch_size=batch_size, crop=crop, fit=fit, balanced=balanced,
+                 epoch_size=epoch_size, lr=lr, batch_size=batch_size, crop=crop, fit=fit,
+                 render_size=render_size, balanced=balanced,
                  ema_decay=ema_decay, loss=loss and loss.value, huber_delta=huber_delta, seed=seed,
                  threads=renamed("--workers", "--threads", workers, threads), device=device,
                  precision=precision and precision.value, init=init and str(init))
