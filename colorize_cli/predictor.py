@@ -99,14 +99,16 @@ def resize_plane(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def fitted_size(shape: tuple[int, int], render_size: int) -> tuple[int, int]:
-    """The plane resize mode gives the network: about render_size x render_size pixels at the image's own aspect.
+    """The plane resize mode gives the network: about render_size x render_size pixels at the image's own aspect,
+    or the image's own size (sides rounded to multiples of 16) where it has fewer pixels.
 
     Squeezing every image into a square (the design's fit) distorts shapes that the network was trained
-    on undistorted; the same pixel count keeps its speed and memory."""
+    on undistorted; the same pixel count keeps its speed and memory. Enlarging a small image shows the
+    network blurred, oversized objects it never saw in training, and costs colour (models/README.md)."""
     h, w = shape
-    scale = render_size / math.sqrt(h * w)
-    short = max(NETWORK_STRIDE, round(min(h, w) * scale / NETWORK_STRIDE) * NETWORK_STRIDE)
-    long = max(NETWORK_STRIDE, round(render_size * render_size / short / NETWORK_STRIDE) * NETWORK_STRIDE)
+    side = min(render_size, math.sqrt(h * w))
+    short = max(NETWORK_STRIDE, round(min(h, w) * side / math.sqrt(h * w) / NETWORK_STRIDE) * NETWORK_STRIDE)
+    long = max(NETWORK_STRIDE, round(side * side / short / NETWORK_STRIDE) * NETWORK_STRIDE)
     return (short, long) if h <= w else (long, short)
 
 

@@ -26,7 +26,7 @@ def smooth_l(h, w):
     return (50 + 30 * np.sin(x / 90) * np.cos(y / 70)).astype(np.float32)
 
 
-@pytest.mark.parametrize("shape", [(321, 481), (481, 321), (400, 400), (3000, 4000), (64, 64), (300, 500), (3, 500)])
+@pytest.mark.parametrize("shape", [(642, 962), (962, 642), (400, 400), (3000, 4000), (400, 2000), (10, 50000)])
 def test_resize_mode_keeps_the_aspect_at_the_render_size_in_pixels(shape):
     from colorize_cli.predictor import fitted_size
 
@@ -35,7 +35,14 @@ def test_resize_mode_keeps_the_aspect_at_the_render_size_in_pixels(shape):
     assert abs(h * w - 400 * 400) <= 16 * max(h, w)  # within one stride of the pixel count
     if min(shape) >= 16:
         assert abs(h / w - shape[0] / shape[1]) < 16 / min(h, w) * (h / w)  # the aspect, within one stride
-    assert fitted_size((321, 481), 400) == (320, 496)  # a Berkeley photo: close to its own size, not squeezed
+
+
+@pytest.mark.parametrize("shape, fitted", [((321, 481), (320, 480)), ((256, 256), (256, 256)), ((100, 150), (96, 160)),
+                                           ((64, 64), (64, 64)), ((3, 500), (16, 96))])
+def test_resize_mode_never_enlarges_an_image_smaller_than_the_render_size(shape, fitted):
+    from colorize_cli.predictor import fitted_size
+
+    assert fitted_size(shape, 400) == fitted  # about its own size, sides multiples of the network's stride of 16
 
 
 def test_images_of_different_shapes_in_one_call_get_their_own_fits(colorizer_factory):
@@ -43,7 +50,7 @@ def test_images_of_different_shapes_in_one_call_get_their_own_fits(colorizer_fac
     colorizer.net = SeenShapes(colorizer.net)
     ls = [smooth_l(321, 481), smooth_l(480, 320), smooth_l(322, 480)]
     together = colorizer.predict_ab(ls)
-    assert sorted(colorizer.net.shapes) == [(1, 1, 496, 320), (2, 1, 320, 496)]  # the two landscapes share a call
+    assert sorted(colorizer.net.shapes) == [(1, 1, 480, 320), (2, 1, 320, 480)]  # the two landscapes share a call
     for l, ab in zip(ls, together):
         np.testing.assert_allclose(ab, colorizer.predict_ab([l])[0], atol=1e-4)
 

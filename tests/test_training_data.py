@@ -68,13 +68,14 @@ def test_crops_are_lab_of_the_pixels_and_mirrored_at_random():
 
 
 def test_render_size_crops_come_from_the_photo_at_the_scale_batch_shows_it():
-    ramp = np.repeat(np.linspace(0, 255, 48).astype(np.uint8)[None, :, None], 36, axis=0).repeat(3, axis=2)
-    assert at_render_size(ramp, 160).shape[:2] == fitted_size((36, 48), 160) == (144, 176)
+    ramp = np.repeat(np.linspace(0, 255, 192).astype(np.uint8)[None, :, None], 144, axis=0).repeat(3, axis=2)
+    assert at_render_size(ramp, 48).shape[:2] == fitted_size((144, 192), 48) == (48, 48)
+    assert at_render_size(ramp, 400).shape[:2] == (144, 192)  # never enlarged, as batch does not enlarge it
     rng = np.random.default_rng(4)
     as_stored = random_crops([ramp] * 8, 32, rng)[:, 0]
-    scaled = random_crops([ramp] * 8, 32, rng, render_size=160)[:, 0]
-    # a 32 px crop spans two thirds of the stored ramp, but under a quarter of it once scaled up as batch would
-    assert np.ptp(as_stored, axis=(1, 2)).min() > 40 and np.ptp(scaled, axis=(1, 2)).max() < 25
+    shrunk = random_crops([ramp] * 8, 32, rng, render_size=48)[:, 0]
+    # a 32 px crop spans a sixth of the stored ramp, but two thirds of it once shrunk as batch would
+    assert np.ptp(as_stored, axis=(1, 2)).max() < 25 and np.ptp(shrunk, axis=(1, 2)).min() > 40
 
 
 def test_lab_of_pixels_matches_scikit_image():

@@ -56,8 +56,8 @@ PrecisionOption = Annotated[Precision, typer.Option(
     help="The network's arithmetic. auto: float16 on a CUDA GPU, float32 elsewhere. bfloat16: about 1.5x faster "
          "on CPUs with AVX512-BF16 or AMX, at slightly lower quality (a, b move by 0.16 on average).")]
 RenderSizeOption = Annotated[int, typer.Option(
-    help="The size the network sees, in px: each image is fitted to about NxN pixels at its own aspect (tiles of "
-         "NxN in tile mode). A multiple "
+    help="The size the network sees, in px: each image is fitted to about NxN pixels at its own aspect, smaller "
+         "ones kept at their own size (tiles of NxN in tile mode). A multiple "
          f"of {RENDER_SIZES.step} from {RENDER_SIZES.start} to {RENDER_SIZES.stop - 1}; the design's is 400.")]
 StrengthOption = Annotated[float, typer.Option(
     help="Colour strength: the predicted a, b times this, from 0 (grey) to 2; above 1 more vivid.")]

@@ -45,9 +45,9 @@ EpochSizeOption = Annotated[Optional[int], option("Crops drawn per epoch (defaul
                                                   min=1)]
 FitOption = Annotated[Optional[bool], option("Train on whole photos resized to --crop x --crop (the design's recipe) "
                                              "instead of random crops.", "--fit/--no-fit")]
-RenderSizeOption = Annotated[Optional[int], option("Cut the crops from each photo resized to about N x N pixels at its "
-                                                  "aspect, as batch's --render-size shows photos to the network (0, "
-                                                  "default: from the photo as stored).", min=0)]
+RenderSizeOption = Annotated[Optional[int], option("Cut the crops from each photo as batch's --render-size shows it to the "
+                                                  "network: larger photos shrunk to about N x N pixels at their "
+                                                  "aspect (0, default: from the photo as stored).", min=0)]
 BalancedOption = Annotated[Optional[bool], option("Draw each folder directly under --data equally often (default), or "
                                                   "each photo equally often.", "--balanced/--no-balanced")]
 EmaOption = Annotated[Optional[float], option("Decay of the moving average of the weights that is validated and "
