@@ -72,15 +72,15 @@ def test_out_of_range_settings_are_one_line_exit_2_and_nothing_written(weights_d
 
 def test_eval_measures_a_render_size_and_a_strength(weights_dir, tmp_path):
     for i in range(2):
-        photo(tmp_path / "in" / f"{i}.png", 64, 80, seed=i)
+        photo(tmp_path / "in" / f"{i}.png", 160, 200, seed=i)
     summaries = []
-    for args in ([], ["--render-size", "128"], ["--strength", "0"]):
+    for args in ([], ["--render-size", "64"], ["--strength", "0"]):
         result = CliRunner().invoke(app, ["eval", "--weights", str(weights_dir / "arch3.pt"), "--json", *args,
                                           "--data", str(tmp_path / "in"), "--out", str(tmp_path / "eval"),
                                           "--grid-images", "0"])
         assert result.exit_code == 0, result.output
         summaries.append(json.loads(result.stdout))
-    assert [s["render_size"] for s in summaries] == [400, 128, 400]
+    assert [s["render_size"] for s in summaries] == [400, 64, 400]
     assert [s["strength"] for s in summaries] == [1.0, 1.0, 0.0]
     mse = [s["networks"][0]["mean"]["mse"] for s in summaries]
     assert mse[0] != mse[1]
