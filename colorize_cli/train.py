@@ -36,7 +36,7 @@ class TrainOptions:
     batch_size: int = 32
     crop: int = 128
     fit: bool = False  # whole photos resized to crop x crop (the design's input) instead of random crops
-    render_size: int = 0  # crops cut from each photo resized as resize mode does (about NxN pixels); 0: as stored
+    render_size: int = 0  # crops cut from each photo as resize mode fits it (larger ones shrunk to about NxN); 0: as stored
     balanced: bool = True  # each source folder drawn equally often
     ema_decay: float = 0.999  # moving average of the weights, validated and exported; 0: the raw weights
     seed: int = 0

@@ -78,7 +78,7 @@ def draw(photo_set: PhotoSet, count: int, balanced: bool, rng: np.random.Generat
 
 
 def at_render_size(rgb: np.ndarray, render_size: int) -> np.ndarray:
-    """The photo at the size resize mode gives the network (about render_size x render_size, its own aspect)."""
+    """The photo at the size resize mode gives the network (larger ones shrunk to about render_size x render_size)."""
     from PIL import Image
 
     h, w = fitted_size(rgb.shape[:2], render_size)
