@@ -107,7 +107,8 @@ def fitted_size(shape: tuple[int, int], render_size: int) -> tuple[int, int]:
     network blurred, oversized objects it never saw in training, and costs colour (models/README.md)."""
     h, w = shape
     side = min(render_size, math.sqrt(h * w))
-    short = max(NETWORK_STRIDE, round(min(h, w) * side / math.sqrt(h * w) / NETWORK_STRIDE) * NETWORK_STRIDE)
+    scale = side / math.sqrt(h * w)
+    short = max(NETWORK_STRIDE, round(min(h, w) * scale / NETWORK_STRIDE) * NETWORK_STRIDE)
     long = max(NETWORK_STRIDE, round(side * side / short / NETWORK_STRIDE) * NETWORK_STRIDE)
     return (short, long) if h <= w else (long, short)
 

@@ -78,9 +78,12 @@ def draw(photo_set: PhotoSet, count: int, balanced: bool, rng: np.random.Generat
 
 
 def at_render_size(rgb: np.ndarray, render_size: int) -> np.ndarray:
-    """The photo at the size resize mode gives the network (larger ones shrunk to about render_size x render_size)."""
+    """The photo at the size resize mode gives the network (larger ones shrunk to about render_size x render_size);
+    a smaller one as stored, since a crop needs no rounding to the network's stride."""
     from PIL import Image
 
+    if rgb.shape[0] * rgb.shape[1] <= render_size * render_size:
+        return rgb
     h, w = fitted_size(rgb.shape[:2], render_size)
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
 
