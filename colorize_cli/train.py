@@ -252,9 +252,9 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
     epoch_size = opts.epoch_size or len(photo_set)
     steps_per_epoch = math.ceil(epoch_size / (batch * world.size))
     processes = f" x {world.size} processes of {batch} crops a step" if world.size > 1 else ""
-    sampling = "balanced over" if opts.balanced else "uniform across"
+    sampling = "each folder equally likely" if opts.balanced else "each photo equally likely"
     log(f"network {opts.arch}: {len(photo_set)} training photos ({photo_set.nbytes / 2**30:.2f} GiB, "
-        f"{sampling} {len(photo_set.sources)} folders), {len(val_photos)} validation, device {device} in "
+        f"{len(photo_set.sources)} folders, {sampling}), {len(val_photos)} validation, device {device} in "
         f"{str(dtype).removeprefix('torch.')}{processes}, epochs {start_epoch}->{opts.epochs}, "
         f"{steps_per_epoch} steps each")
 
