@@ -19,7 +19,7 @@ from colorize_cli.metrics import pixels_mse, psnr_of_mse
 from colorize_cli.predictor import Colorizer, cpu_runs_bfloat16, pick_precision
 from colorize_cli.process import configure_process
 from colorize_cli.registry import DEFAULT_ARCH, build_network, load_network, load_tensors, unreadable_reason, write_weights
-from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops
+from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops, shrink_to_render_size
 
 LOSSES = ("mse", "huber")
 
@@ -201,7 +201,7 @@ def training_precision(name: str, device: torch.device) -> torch.dtype:
 def training_batch(photo_set, indices, opts: TrainOptions, rng: np.random.Generator) -> torch.Tensor:
     """The LAB batch of one step (NCHW, channels-last in memory): random crops, or whole photos fitted."""
     photos = [photo_set.photos[i] for i in indices]
-    lab = fitted_photos(photos, opts.crop, rng) if opts.fit else random_crops(photos, opts.crop, rng, opts.render_size)
+    lab = fitted_photos(photos, opts.crop, rng) if opts.fit else random_crops(photos, opts.crop, rng)
     return torch.from_numpy(lab)
 
 
@@ -246,6 +246,8 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
         val_photos = load_photos(Path(opts.val), log).photos
     else:
         val_photos = photo_set.photos[: max(1, len(photo_set) // 10)]
+    if opts.render_size and not opts.fit:  # after taking validation photos, which stay as stored
+        shrink_to_render_size(photo_set, opts.render_size)
     criterion = loss_fn(opts.loss, opts.huber_delta)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     batch = max(1, opts.batch_size // world.size)  # per process

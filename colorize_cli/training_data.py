@@ -88,13 +88,17 @@ def at_render_size(rgb: np.ndarray, render_size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
 
 
-def random_crops(photos: list[np.ndarray], crop: int, rng: np.random.Generator, render_size: int = 0) -> np.ndarray:
-    """One random crop (and coin-flip mirror) of side `crop` per photo -> Nx3xCxC float32 LAB; with a render_size,
-    cut from the photo at the scale `colorize batch` shows it to the network, so objects have the size met in use."""
+def shrink_to_render_size(photo_set: PhotoSet, render_size: int) -> None:
+    """Keep each photo at the scale `colorize batch` shows it to the network, so crops have objects at the size met
+    in use; in place, one photo at a time, so the originals are freed as they go."""
+    for i, rgb in enumerate(photo_set.photos):
+        photo_set.photos[i] = at_render_size(rgb, render_size)
+
+
+def random_crops(photos: list[np.ndarray], crop: int, rng: np.random.Generator) -> np.ndarray:
+    """One random crop (and coin-flip mirror) of side `crop` per photo -> Nx3xCxC float32 LAB."""
     out = np.empty((len(photos), crop, crop, 3), np.uint8)
     for i, rgb in enumerate(photos):
-        if render_size:
-            rgb = at_render_size(rgb, render_size)
         h, w = rgb.shape[:2]
         if h < crop or w < crop:
             rgb = np.pad(rgb, ((0, max(0, crop - h)), (0, max(0, crop - w)), (0, 0)), mode="reflect")

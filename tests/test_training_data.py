@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from colorize_cli.cli import app
 from colorize_cli.color import lab_of_pixels
 from colorize_cli.predictor import fitted_size
-from colorize_cli.training_data import NoTrainingPhotos, at_render_size, draw, fitted_photos, load_photos, random_crops
+from colorize_cli.training_data import (NoTrainingPhotos, at_render_size, draw, fitted_photos, load_photos, random_crops,
+                                        shrink_to_render_size)
 from tests.conftest import small_photo
 
 
@@ -36,6 +37,14 @@ def test_photos_are_kept_as_8_bit_rgb_with_their_source_folder(uneven_tree):
     assert all(p.dtype == np.uint8 and p.shape == (40, 40, 3) for p in photo_set.photos)
     assert photo_set.nbytes == 17 * 40 * 40 * 3
     assert np.bincount(photo_set.source_of).tolist() == [1, 12, 1, 3]
+
+
+def test_a_render_size_shrinks_larger_photos_once_in_place(uneven_tree):
+    photo_set = load_photos(uneven_tree, log=lambda m: None)
+    shrink_to_render_size(photo_set, 400)
+    assert all(p.shape == (40, 40, 3) for p in photo_set.photos)  # within the render size: as stored
+    shrink_to_render_size(photo_set, 32)
+    assert all(p.shape == (32, 32, 3) for p in photo_set.photos) and len(photo_set) == 17
 
 
 def test_balanced_draws_take_each_folder_about_equally(uneven_tree):
@@ -73,7 +82,7 @@ def test_render_size_crops_come_from_the_photo_at_the_scale_batch_shows_it():
     assert at_render_size(ramp, 400).shape[:2] == (144, 192)  # never enlarged, as batch does not enlarge it
     rng = np.random.default_rng(4)
     as_stored = random_crops([ramp] * 8, 32, rng)[:, 0]
-    shrunk = random_crops([ramp] * 8, 32, rng, render_size=48)[:, 0]
+    shrunk = random_crops([at_render_size(ramp, 48)] * 8, 32, rng)[:, 0]
     # a 32 px crop spans a sixth of the stored ramp, but two thirds of it once shrunk as batch would
     assert np.ptp(as_stored, axis=(1, 2)).max() < 25 and np.ptp(shrunk, axis=(1, 2)).min() > 40
 
