@@ -21,7 +21,7 @@ from colorize_cli.process import configure_process
 from colorize_cli.registry import DEFAULT_ARCH, build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops, shrink_to_render_size
 
-LOSSES = ("mse", "huber")
+LOSSES = ("mse", "huber", "cast")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrainOptions:
     precision: str = "auto"
     loss: str = "huber"  # of the losses measured, the one that meets the quality bar (models/README.md)
     huber_delta: float = 0.2
+    cast_weight: float = 3.0  # for --loss cast: weight of the squared error of each crop's mean a, b
     warmup_epochs: int = 1
     init: str | None = None  # start from these weights (fine-tuning); the optimizer and schedule start afresh
 
@@ -65,12 +66,18 @@ class ExportError(Exception):
     """The trained weights cannot be written where --export says; the checkpoints are kept."""
 
 
-def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta):
-    """Loss on scaled a, b: the design's MSE, or Huber (squared below the delta, linear above)."""
+def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta, cast_weight: float = TrainOptions.cast_weight):
+    """Loss on scaled a, b (N2HW): the design's MSE; Huber (squared below the delta, linear above); or MSE plus
+    the squared error of each image's mean a, b, so that a colour cast over the whole crop costs more."""
     if name == "mse":
         return lambda pred, target: F.mse_loss(pred.float(), target)
     if name == "huber":
         return lambda pred, target: F.huber_loss(pred.float(), target, delta=huber_delta) / huber_delta
+    if name == "cast":
+        def mse_and_cast(pred, target):
+            pred = pred.float()
+            return F.mse_loss(pred, target) + cast_weight * F.mse_loss(pred.mean((2, 3)), target.mean((2, 3)))
+        return mse_and_cast
     raise ValueError(f"--loss {name}: choose one of {', '.join(LOSSES)}")
 
 
@@ -81,8 +88,8 @@ def validate(net, photos: list[np.ndarray], criterion, device) -> tuple[float, f
     losses, psnrs = [], []
     for photo in photos:
         (colorized,) = colorizer.colorize([photo])
-        predicted = torch.from_numpy(np.asarray(colorized.ab))
-        truth = torch.from_numpy(lab_of_pixels(photo)[..., 1:])
+        predicted = torch.from_numpy(np.asarray(colorized.ab)).permute(2, 0, 1)[None]
+        truth = torch.from_numpy(lab_of_pixels(photo)[..., 1:]).permute(2, 0, 1)[None]
         losses.append(criterion(scale_ab(predicted), scale_ab(truth)).item())
         psnrs.append(psnr_of_mse(pixels_mse(colorized.pixels, photo)))
     net.train()
@@ -248,7 +255,7 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
         val_photos = photo_set.photos[: max(1, len(photo_set) // 10)]
     if opts.render_size and not opts.fit:  # after taking validation photos, which stay as stored
         shrink_to_render_size(photo_set, opts.render_size)
-    criterion = loss_fn(opts.loss, opts.huber_delta)
+    criterion = loss_fn(opts.loss, opts.huber_delta, opts.cast_weight)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     batch = max(1, opts.batch_size // world.size)  # per process
     epoch_size = opts.epoch_size or len(photo_set)

@@ -136,6 +136,27 @@ def test_huber_is_squared_below_delta_and_linear_above():
     assert loss_fn("mse")(large, zero).item() == pytest.approx(1.44)
 
 
+def test_cast_loss_charges_a_shift_of_the_whole_crop_and_not_errors_that_average_out():
+    from colorize_cli.train import loss_fn
+
+    cast = loss_fn("cast", cast_weight=3.0)
+    truth = torch.zeros(2, 2, 4, 4)
+    shifted = torch.full_like(truth, 0.1)  # a cast: every pixel off by the same 0.1
+    checkered = torch.full_like(truth, 0.1)
+    checkered[..., ::2, :] = -0.1  # the same error per pixel, but the crop's mean is right
+    assert cast(shifted, truth).item() == pytest.approx(0.01 + 3.0 * 0.01)
+    assert cast(checkered, truth).item() == pytest.approx(0.01)
+    assert loss_fn("mse")(shifted, truth).item() == pytest.approx(loss_fn("mse")(checkered, truth).item())
+
+
+def test_cast_weight_is_kept_by_a_resumed_run(tmp_path, tiny_photos):
+    from colorize_cli.train import options_from_checkpoint
+
+    train_network(options(tmp_path, tiny_photos, epochs=1, loss="cast", cast_weight=5.0), log=lambda m: None)
+    last = tmp_path / "run" / "last.pt"
+    assert options_from_checkpoint(last, {}).cast_weight == 5.0
+
+
 def test_resume_keeps_each_runs_huber_delta(tmp_path, tiny_photos):
     from colorize_cli.train import options_from_checkpoint
 

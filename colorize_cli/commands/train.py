@@ -14,6 +14,7 @@ from colorize_cli.registry import DEFAULT_ARCH, WeightsError
 class Loss(str, Enum):
     mse = "mse"
     huber = "huber"
+    cast = "cast"
 
 
 class TrainPrecision(str, Enum):
@@ -52,10 +53,13 @@ BalancedOption = Annotated[Optional[bool], option("Draw each folder directly und
                                                   "each photo equally often.", "--balanced/--no-balanced")]
 EmaOption = Annotated[Optional[float], option("Decay of the moving average of the weights that is validated and "
                                               "exported (default 0.999; 0: the raw weights).", min=0.0, max=0.99999)]
-LossOption = Annotated[Optional[Loss], option("huber (default: squared below --huber-delta, linear above) or mse "
-                                              "(the design's).")]
+LossOption = Annotated[Optional[Loss], option("huber (default: squared below --huber-delta, linear above), mse "
+                                              "(the design's) or cast (mse plus --cast-weight times the squared error "
+                                              "of each crop's mean a,b: a colour cast over the whole crop costs more).")]
 DeltaOption = Annotated[Optional[float], option("For --loss huber: errors of scaled a,b (a,b/110) above this count "
                                                 "linearly, below it squared (default 0.2).", min=0.001)]
+CastOption = Annotated[Optional[float], option("For --loss cast: weight of the squared error of each crop's mean "
+                                               "scaled a,b (default 3).", min=0.0)]
 SeedOption = Annotated[Optional[int], option("Random seed (default 0); each epoch's crops follow from it and the "
                                                "epoch, so an --init run from weights trained with the same "
                                                "seed sees their crops again: give it another.")]
@@ -82,6 +86,7 @@ def train(arch: ArchOption = None, data: DataOption = None, val: ValOption = Non
           epoch_size: EpochSizeOption = None, fit: FitOption = None, render_size: RenderSizeOption = None,
           balanced: BalancedOption = None,
           ema_decay: EmaOption = None, loss: LossOption = None, huber_delta: DeltaOption = None,
+          cast_weight: CastOption = None,
           seed: SeedOption = None, threads: ThreadsOption = None, device: DeviceOption = None,
           precision: PrecisionOption = None, resume: ResumeOption = None, init: InitOption = None,
           export: ExportOption = None, ddp: DdpOption = False, nproc: NprocOption = None,
@@ -93,7 +98,8 @@ def train(arch: ArchOption = None, data: DataOption = None, val: ValOption = Non
     given = dict(arch=arch, data=data and str(data), val=val and str(val), out=out and str(out), epochs=epochs,
                  epoch_size=epoch_size, lr=lr, batch_size=batch_size, crop=crop, fit=fit,
                  render_size=render_size, balanced=balanced,
-                 ema_decay=ema_decay, loss=loss and loss.value, huber_delta=huber_delta, seed=seed,
+                 ema_decay=ema_decay, loss=loss and loss.value, huber_delta=huber_delta,
+                 cast_weight=cast_weight, seed=seed,
                  threads=renamed("--workers", "--threads", workers, threads), device=device,
                  precision=precision and precision.value, init=init and str(init))
     try:
