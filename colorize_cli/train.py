@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from colorize_cli import __version__, ddp
-from colorize_cli.color import lab_of_pixels, scale_ab, scale_l
+from colorize_cli.color import lab_of_pixels, scale_ab, scale_l, srgb_of_lab_tensor, unscale_ab
 from colorize_cli.files import atomic_path, write_text_atomic
 from colorize_cli.metrics import pixels_mse, psnr_of_mse
 from colorize_cli.predictor import Colorizer, cpu_runs_bfloat16, pick_precision
@@ -21,7 +21,7 @@ from colorize_cli.process import configure_process
 from colorize_cli.registry import DEFAULT_ARCH, build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops, shrink_to_render_size
 
-LOSSES = ("mse", "huber", "cast")
+LOSSES = ("mse", "huber", "cast", "rgb")
 
 
 @dataclass
@@ -67,17 +67,23 @@ class ExportError(Exception):
 
 
 def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta, cast_weight: float = TrainOptions.cast_weight):
-    """Loss on scaled a, b (N2HW): the design's MSE; Huber (squared below the delta, linear above); or MSE plus
-    the squared error of each image's mean a, b, so that a colour cast over the whole crop costs more."""
+    """Loss of predicted scaled a, b (N2HW) against the true LAB (N3HW): the design's MSE; Huber (squared
+    below the delta, linear above); MSE plus the squared error of each image's mean a, b, so that a colour
+    cast over the whole crop costs more; or MSE of the sRGB they make with the true L, as photos are scored."""
     if name == "mse":
-        return lambda pred, target: F.mse_loss(pred.float(), target)
+        return lambda pred, lab: F.mse_loss(pred.float(), scale_ab(lab[:, 1:]))
     if name == "huber":
-        return lambda pred, target: F.huber_loss(pred.float(), target, delta=huber_delta) / huber_delta
+        return lambda pred, lab: F.huber_loss(pred.float(), scale_ab(lab[:, 1:]), delta=huber_delta) / huber_delta
     if name == "cast":
-        def mse_and_cast(pred, target):
-            pred = pred.float()
+        def mse_and_cast(pred, lab):
+            pred, target = pred.float(), scale_ab(lab[:, 1:])
             return F.mse_loss(pred, target) + cast_weight * F.mse_loss(pred.mean((2, 3)), target.mean((2, 3)))
         return mse_and_cast
+    if name == "rgb":
+        def rgb_mse(pred, lab):
+            predicted = torch.cat([lab[:, :1], unscale_ab(pred.float())], 1)
+            return F.mse_loss(srgb_of_lab_tensor(predicted), srgb_of_lab_tensor(lab))
+        return rgb_mse
     raise ValueError(f"--loss {name}: choose one of {', '.join(LOSSES)}")
 
 
@@ -89,8 +95,8 @@ def validate(net, photos: list[np.ndarray], criterion, device) -> tuple[float, f
     for photo in photos:
         (colorized,) = colorizer.colorize([photo])
         predicted = torch.from_numpy(np.asarray(colorized.ab)).permute(2, 0, 1)[None]
-        truth = torch.from_numpy(lab_of_pixels(photo)[..., 1:]).permute(2, 0, 1)[None]
-        losses.append(criterion(scale_ab(predicted), scale_ab(truth)).item())
+        truth = torch.from_numpy(lab_of_pixels(photo)).permute(2, 0, 1)[None]
+        losses.append(criterion(scale_ab(predicted), truth).item())
         psnrs.append(psnr_of_mse(pixels_mse(colorized.pixels, photo)))
     net.train()
     return float(np.mean(losses)), float(np.mean(psnrs))
@@ -285,7 +291,7 @@ def _train(opts: TrainOptions, world: ddp.World, resume: Path | None, log, progr
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(opts, step, steps_per_epoch)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                    loss = criterion(model(scale_l(lab[:, :1])), scale_ab(lab[:, 1:]))
+                    loss = criterion(model(scale_l(lab[:, :1])), lab)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

@@ -129,8 +129,8 @@ def test_huber_is_squared_below_delta_and_linear_above():
     from colorize_cli.train import loss_fn
 
     huber = loss_fn("huber", huber_delta=0.2)
-    zero = torch.zeros(1, 2, 1, 1)
-    small, large = torch.full_like(zero, 0.1), torch.full_like(zero, 1.2)
+    zero = torch.zeros(1, 3, 1, 1)  # the true LAB: a, b of 0
+    small, large = torch.full((1, 2, 1, 1), 0.1), torch.full((1, 2, 1, 1), 1.2)
     assert huber(small, zero).item() == pytest.approx(0.5 * 0.1**2 / 0.2)
     assert huber(large, zero).item() == pytest.approx(1.2 - 0.1)
     assert loss_fn("mse")(large, zero).item() == pytest.approx(1.44)
@@ -140,13 +140,34 @@ def test_cast_loss_charges_a_shift_of_the_whole_crop_and_not_errors_that_average
     from colorize_cli.train import loss_fn
 
     cast = loss_fn("cast", cast_weight=3.0)
-    truth = torch.zeros(2, 2, 4, 4)
-    shifted = torch.full_like(truth, 0.1)  # a cast: every pixel off by the same 0.1
-    checkered = torch.full_like(truth, 0.1)
+    truth = torch.zeros(2, 3, 4, 4)
+    shifted = torch.full((2, 2, 4, 4), 0.1)  # a cast: every pixel off by the same 0.1
+    checkered = torch.full((2, 2, 4, 4), 0.1)
     checkered[..., ::2, :] = -0.1  # the same error per pixel, but the crop's mean is right
     assert cast(shifted, truth).item() == pytest.approx(0.01 + 3.0 * 0.01)
     assert cast(checkered, truth).item() == pytest.approx(0.01)
     assert loss_fn("mse")(shifted, truth).item() == pytest.approx(loss_fn("mse")(checkered, truth).item())
+
+
+def test_rgb_loss_is_the_mse_of_the_srgb_colours_a_photo_is_scored_in():
+    from colorize_cli.color import lab_to_rgb, scale_ab
+    from colorize_cli.train import loss_fn
+
+    rng = np.random.default_rng(0)
+    truth = np.stack([rng.uniform(5, 95, (8, 8)), rng.uniform(-60, 60, (8, 8)), rng.uniform(-60, 60, (8, 8))], -1)
+    guess = truth.copy()
+    guess[..., 1:] = rng.uniform(-100, 100, (8, 8, 2))  # some far outside sRGB: clipped, as batch clips them
+    as_tensor = lambda lab: torch.from_numpy(lab.astype(np.float32)).permute(2, 0, 1)[None]
+    rgb = loss_fn("rgb")
+    expected = np.mean((lab_to_rgb(guess) - lab_to_rgb(truth)) ** 2)
+    assert rgb(scale_ab(as_tensor(guess)[:, 1:]), as_tensor(truth)).item() == pytest.approx(expected, rel=1e-3)
+    assert rgb(scale_ab(as_tensor(truth)[:, 1:]), as_tensor(truth)).item() == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["cast", "rgb"])
+def test_training_with_each_new_loss_lowers_it(tmp_path, tiny_photos, loss):
+    history = train_network(options(tmp_path, tiny_photos, loss=loss), log=lambda m: None)
+    assert history.train_loss[-1] < history.train_loss[0]
 
 
 def test_cast_weight_is_kept_by_a_resumed_run(tmp_path, tiny_photos):
