@@ -54,7 +54,7 @@ def cpu_runs_bfloat16() -> bool:
 def pick_precision(name: str, device: torch.device | str) -> torch.dtype:
     """The network's compute type: auto is float16 on CUDA and float32 elsewhere. Against float32,
     float16 keeps a, b within 1e-2 of their range (110); bfloat16, with fewer mantissa bits, moves
-    them 1.5e-3 on average and up to 1.1e-2 (68 validation photos). A type slower than float32 on
+    them 3e-3 on average and up to 1e-2 (68 validation photos). A type slower than float32 on
     the device is refused."""
     device = torch.device(device)
     if name not in PRECISIONS:

@@ -146,7 +146,7 @@ def test_bfloat16_on_cpu_stays_close_to_float32():
     reduced = Colorizer(net, "cpu", precision="bfloat16").predict_ab(ls)
     for a, b in zip(full, reduced):
         difference = np.abs(a - b) / 110
-        assert 0 < difference.mean() < 3e-3 and difference.max() < 2e-2  # not 0: bfloat16 did run
+        assert 0 < difference.mean() < 5e-3 and difference.max() < 2e-2  # not 0: bfloat16 did run
 
 
 def test_the_shipped_network_keeps_a_b_within_1e_2_of_float32_in_float16():
