@@ -68,18 +68,14 @@ _ENCODE_STEPS = 1 << 16  # linear light is quantised this finely before the tran
 def srgb_of_lab_tensor(lab: torch.Tensor) -> torch.Tensor:
     """N3HW LAB -> sRGB clipped to [0, 1], differentiable: for losses measured in the colours people see."""
     with torch.autocast(lab.device.type, enabled=False):  # float32 even in a bfloat16 training step
-        return _srgb_of_lab(lab.float())
-
-
-def _srgb_of_lab(lab: torch.Tensor) -> torch.Tensor:
-    l, a, b = lab.unbind(1)
-    fy = (l + 16.0) / 116.0
-    f = torch.stack([fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0)], 1)  # as pixels_of_lab and skimage
-    xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787)
-    to_linear = torch.as_tensor(_RGB_FROM_XYZ * _WHITE[None, :], device=lab.device)
-    linear = torch.einsum("ij,njhw->nihw", to_linear, xyz).clamp(0.0, 1.0)
-    curved = 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055
-    return torch.where(linear <= 0.0031308, 12.92 * linear, curved)
+        l, a, b = lab.float().unbind(1)
+        fy = (l + 16.0) / 116.0
+        f = torch.stack([fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0)], 1)  # as pixels_of_lab and skimage
+        xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787)
+        to_linear = torch.as_tensor(_RGB_FROM_XYZ * _WHITE[None, :], device=lab.device)
+        linear = torch.einsum("ij,njhw->nihw", to_linear, xyz).clamp(0.0, 1.0)
+        curved = 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055
+        return torch.where(linear <= 0.0031308, 12.92 * linear, curved)
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
