@@ -21,7 +21,7 @@ from colorize_cli.process import configure_process
 from colorize_cli.registry import DEFAULT_ARCH, build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops, shrink_to_render_size
 
-LOSSES = ("rgb", "mse", "huber", "cast")
+LOSSES = ("rgb", "mse", "huber", "cast", "psnr")
 
 
 @dataclass
@@ -66,10 +66,22 @@ class ExportError(Exception):
     """The trained weights cannot be written where --export says; the checkpoints are kept."""
 
 
+# --loss psnr: squared errors below this (40 dB) count as this, so a crop already almost right is not chased further
+PSNR_LOSS_FLOOR = 1e-4
+
+
+def srgb_squared_error(pred, lab):
+    """Per-pixel squared error of the sRGB colours that predicted scaled a, b make with the true L."""
+    predicted = torch.cat([lab[:, :1], unscale_ab(pred.float())], 1)
+    return (srgb_of_lab_tensor(predicted) - srgb_of_lab_tensor(lab)).square()
+
+
 def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta, cast_weight: float = TrainOptions.cast_weight):
     """Loss of predicted scaled a, b (N2HW) against the true LAB (N3HW): the design's MSE; Huber (squared
     below the delta, linear above); MSE plus the squared error of each image's mean a, b, so that a colour
-    cast over the whole crop costs more; or MSE of the sRGB they make with the true L, as photos are scored."""
+    cast over the whole crop costs more; MSE of the sRGB they make with the true L, as photos are scored; or minus
+    each crop's PSNR in sRGB, averaged, as test sets are scored (photo by photo), so a cast on a nearly grey photo
+    costs as much as its effect on that photo's PSNR."""
     if name == "mse":
         return lambda pred, lab: F.mse_loss(pred.float(), scale_ab(lab[:, 1:]))
     if name == "huber":
@@ -80,10 +92,12 @@ def loss_fn(name: str, huber_delta: float = TrainOptions.huber_delta, cast_weigh
             return F.mse_loss(pred, target) + cast_weight * F.mse_loss(pred.mean((2, 3)), target.mean((2, 3)))
         return mse_and_cast
     if name == "rgb":
-        def rgb_mse(pred, lab):
-            predicted = torch.cat([lab[:, :1], unscale_ab(pred.float())], 1)
-            return F.mse_loss(srgb_of_lab_tensor(predicted), srgb_of_lab_tensor(lab))
-        return rgb_mse
+        return lambda pred, lab: srgb_squared_error(pred, lab).mean()
+    if name == "psnr":
+        def minus_crop_psnr(pred, lab):
+            per_crop = srgb_squared_error(pred, lab).mean((1, 2, 3))
+            return 10 * torch.log10(per_crop + PSNR_LOSS_FLOOR).mean()
+        return minus_crop_psnr
     raise ValueError(f"--loss {name}: choose one of {', '.join(LOSSES)}")
 
 

@@ -164,7 +164,26 @@ def test_rgb_loss_is_the_mse_of_the_srgb_colours_a_photo_is_scored_in():
     assert rgb(scale_ab(as_tensor(truth)[:, 1:]), as_tensor(truth)).item() == pytest.approx(0, abs=1e-9)
 
 
-@pytest.mark.parametrize("loss", ["cast", "rgb"])
+def test_psnr_loss_is_minus_the_mean_psnr_of_the_crops_in_srgb():
+    from colorize_cli.color import lab_to_rgb, scale_ab
+    from colorize_cli.train import PSNR_LOSS_FLOOR, loss_fn
+
+    rng = np.random.default_rng(1)
+    grey = np.stack([rng.uniform(20, 80, (8, 8)), np.zeros((8, 8)), np.zeros((8, 8))], -1)
+    colourful = grey.copy()
+    colourful[..., 1:] = rng.uniform(-40, 40, (8, 8, 2))
+    truth = np.stack([grey, colourful])
+    guess = truth.copy()
+    guess[..., 2] += 10  # the same yellow cast on both crops
+    as_tensor = lambda lab: torch.from_numpy(lab.astype(np.float32)).permute(0, 3, 1, 2)
+    crop_mse = [np.mean((lab_to_rgb(g) - lab_to_rgb(t)) ** 2) for g, t in zip(guess, truth)]
+    expected = np.mean([10 * np.log10(m + PSNR_LOSS_FLOOR) for m in crop_mse])
+    psnr = loss_fn("psnr")
+    assert psnr(scale_ab(as_tensor(guess)[:, 1:]), as_tensor(truth)).item() == pytest.approx(expected, rel=1e-3)
+    assert psnr(scale_ab(as_tensor(truth)[:, 1:]), as_tensor(truth)).item() == pytest.approx(-40, abs=1e-3)
+
+
+@pytest.mark.parametrize("loss", ["cast", "rgb", "psnr"])
 def test_training_with_each_new_loss_lowers_it(tmp_path, tiny_photos, loss):
     history = train_network(options(tmp_path, tiny_photos, loss=loss), log=lambda m: None)
     assert history.train_loss[-1] < history.train_loss[0]

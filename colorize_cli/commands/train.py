@@ -16,6 +16,7 @@ class Loss(str, Enum):
     mse = "mse"
     huber = "huber"
     cast = "cast"
+    psnr = "psnr"
 
 
 class TrainPrecision(str, Enum):
@@ -57,7 +58,9 @@ EmaOption = Annotated[Optional[float], option("Decay of the moving average of th
 LossOption = Annotated[Optional[Loss], option("rgb (default: squared error of the sRGB colours the predicted a,b "
                                               "make with the true L, as photos are scored), mse (the design's, on "
                                               "a,b), huber (squared below --huber-delta, linear above) or cast (mse "
-                                              "plus --cast-weight times the squared error of each crop's mean a,b).")]
+                                              "plus --cast-weight times the squared error of each crop's mean a,b) "
+                                              "or psnr (minus each crop's PSNR in sRGB: errors weigh by the "
+                                              "photo's own, as mean PSNR scores them).")]
 DeltaOption = Annotated[Optional[float], option("For --loss huber: errors of scaled a,b (a,b/110) above this count "
                                                 "linearly, below it squared (default 0.2).", min=0.001)]
 CastOption = Annotated[Optional[float], option("For --loss cast: weight of the squared error of each crop's mean "
