@@ -63,6 +63,9 @@ _XYZ_FROM_RGB = colorconv.xyz_from_rgb.astype(np.float32)
 _RGB_FROM_XYZ = colorconv.rgb_from_xyz.astype(np.float32)
 _WHITE = np.asarray(colorconv.xyz_tristimulus_values(illuminant="D65", observer="2"), np.float32)
 _ENCODE_STEPS = 1 << 16  # linear light is quantised this finely before the transfer-curve lookup
+# CIE LAB's f() and the sRGB transfer curve as skimage computes them, for the numpy and the torch paths
+_F_KNEE, _F_SLOPE, _F_OFFSET = 0.2068966, 7.787, 16.0 / 116.0  # f() is cubic above the knee, linear below
+_SRGB_KNEE = 0.0031308  # linear light below which the sRGB curve is linear
 
 
 def srgb_of_lab_tensor(lab: torch.Tensor) -> torch.Tensor:
@@ -71,11 +74,11 @@ def srgb_of_lab_tensor(lab: torch.Tensor) -> torch.Tensor:
         l, a, b = lab.float().unbind(1)
         fy = (l + 16.0) / 116.0
         f = torch.stack([fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0)], 1)  # as pixels_of_lab and skimage
-        xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787)
+        xyz = torch.where(f > _F_KNEE, f**3, (f - _F_OFFSET) / _F_SLOPE)
         to_linear = torch.as_tensor(_RGB_FROM_XYZ * _WHITE[None, :], device=lab.device)
         linear = torch.einsum("ij,njhw->nihw", to_linear, xyz).clamp(0.0, 1.0)
-        curved = 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055
-        return torch.where(linear <= 0.0031308, 12.92 * linear, curved)
+        curved = 1.055 * linear.clamp_min(_SRGB_KNEE) ** (1 / 2.4) - 0.055
+        return torch.where(linear <= _SRGB_KNEE, 12.92 * linear, curved)
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
@@ -86,12 +89,12 @@ def srgb_to_linear(v: np.ndarray) -> np.ndarray:
 
 def linear_to_srgb(v: np.ndarray) -> np.ndarray:
     v = np.clip(np.asarray(v, np.float64), 0, None)
-    return np.where(v > 0.0031308, 1.055 * v ** (1 / 2.4) - 0.055, 12.92 * v)
+    return np.where(v > _SRGB_KNEE, 1.055 * v ** (1 / 2.4) - 0.055, 12.92 * v)
 
 
 def lab_f(t: np.ndarray) -> np.ndarray:
     """The CIE f() of XYZ -> LAB, as skimage computes it."""
-    return np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16.0 / 116.0)
+    return np.where(t > 0.008856, np.cbrt(t), _F_SLOPE * t + _F_OFFSET)
 
 
 def _tables(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,7 +148,7 @@ def l_of_pixels(pixels: np.ndarray, rows: int = 64) -> np.ndarray:
 
 def _f_inverse(f: np.ndarray) -> np.ndarray:
     """Inverse of lab_f, in float32."""
-    return np.where(f > np.float32(0.2068966), f * f * f, (f - np.float32(16.0 / 116.0)) * np.float32(1 / 7.787))
+    return np.where(f > np.float32(_F_KNEE), f * f * f, (f - np.float32(_F_OFFSET)) * np.float32(1 / _F_SLOPE))
 
 
 def pixels_of_lab(l: np.ndarray, ab: np.ndarray, bits: int = 8, rows: int = 64) -> np.ndarray:

@@ -21,7 +21,7 @@ from colorize_cli.process import configure_process
 from colorize_cli.registry import DEFAULT_ARCH, build_network, load_network, load_tensors, unreadable_reason, write_weights
 from colorize_cli.training_data import draw, fitted_photos, load_photos, random_crops, shrink_to_render_size
 
-LOSSES = ("rgb", "mse", "huber", "cast", "psnr")
+LOSSES = ("psnr", "rgb", "mse", "huber", "cast")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class TrainOptions:
     threads: int = 0  # torch threads (0: torch's default)
     device: str = "auto"
     precision: str = "auto"
-    loss: str = "rgb"  # of the losses measured, the one that trained the shipped network 6 (models/README.md)
+    loss: str = "psnr"  # of the losses measured, the one that trained the shipped network 6 (models/README.md)
     huber_delta: float = 0.2
     cast_weight: float = 3.0  # for --loss cast: weight of the squared error of each crop's mean a, b
     warmup_epochs: int = 1

@@ -12,11 +12,11 @@ from colorize_cli.registry import DEFAULT_ARCH, WeightsError
 
 
 class Loss(str, Enum):
+    psnr = "psnr"
     rgb = "rgb"
     mse = "mse"
     huber = "huber"
     cast = "cast"
-    psnr = "psnr"
 
 
 class TrainPrecision(str, Enum):
@@ -55,12 +55,11 @@ BalancedOption = Annotated[Optional[bool], option("Draw each folder directly und
                                                   "each photo equally often.", "--balanced/--no-balanced")]
 EmaOption = Annotated[Optional[float], option("Decay of the moving average of the weights that is validated and "
                                               "exported (default 0.999; 0: the raw weights).", min=0.0, max=0.99999)]
-LossOption = Annotated[Optional[Loss], option("rgb (default: squared error of the sRGB colours the predicted a,b "
-                                              "make with the true L, as photos are scored), mse (the design's, on "
+LossOption = Annotated[Optional[Loss], option("psnr (default: minus each crop's PSNR in the sRGB colours the "
+                                              "predicted a,b make with the true L, as photos are scored one by "
+                                              "one), rgb (squared error of those colours), mse (the design's, on "
                                               "a,b), huber (squared below --huber-delta, linear above) or cast (mse "
-                                              "plus --cast-weight times the squared error of each crop's mean a,b) "
-                                              "or psnr (minus each crop's PSNR in sRGB: errors weigh by the "
-                                              "photo's own, as mean PSNR scores them).")]
+                                              "plus --cast-weight times the squared error of each crop's mean a,b).")]
 DeltaOption = Annotated[Optional[float], option("For --loss huber: errors of scaled a,b (a,b/110) above this count "
                                                 "linearly, below it squared (default 0.2).", min=0.001)]
 CastOption = Annotated[Optional[float], option("For --loss cast: weight of the squared error of each crop's mean "
