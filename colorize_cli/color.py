@@ -64,7 +64,7 @@ _RGB_FROM_XYZ = colorconv.rgb_from_xyz.astype(np.float32)
 _WHITE = np.asarray(colorconv.xyz_tristimulus_values(illuminant="D65", observer="2"), np.float32)
 _ENCODE_STEPS = 1 << 16  # linear light is quantised this finely before the transfer-curve lookup
 # CIE LAB's f() and the sRGB transfer curve as skimage computes them, for the numpy and the torch paths
-_F_KNEE, _F_SLOPE, _F_OFFSET = 0.2068966, 7.787, 16.0 / 116.0  # f() is cubic above the knee, linear below
+_F_KNEE, _F_SLOPE, _F_OFFSET = 0.2068966, 7.787, 16.0 / 116.0  # f()'s inverse: cubic above f = 6/29, linear below
 _SRGB_KNEE = 0.0031308  # linear light below which the sRGB curve is linear
 
 

@@ -66,7 +66,7 @@ class ExportError(Exception):
     """The trained weights cannot be written where --export says; the checkpoints are kept."""
 
 
-# --loss psnr: squared errors below this (40 dB) count as this, so a crop already almost right is not chased further
+# --loss psnr: added to each crop's MSE, so PSNR saturates near 40 dB and a crop already almost right is not chased
 PSNR_LOSS_FLOOR = 1e-4
 
 
